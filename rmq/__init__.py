@@ -1,0 +1,1 @@
+"""rmq: a RocketMQ-compatible messaging system on Twisted."""

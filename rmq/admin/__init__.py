@@ -1,0 +1,1 @@
+"""Admin command-line tool speaking RocketMQ remoting."""

@@ -1,0 +1,1 @@
+"""The Broker: processors, managers, long polling, schedule, transactions, registration."""

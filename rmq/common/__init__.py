@@ -1,0 +1,1 @@
+"""Value types, message codec, constants, config loading and async helpers shared by every layer."""

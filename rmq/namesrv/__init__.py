@@ -1,0 +1,1 @@
+"""The NameServer: RouteInfoManager, its request processors and the twistd service."""

@@ -1,0 +1,1 @@
+"""RocketMQ remoting: frame codec, header codecs, codes, RemotingProtocol, dispatch, client RPC."""
