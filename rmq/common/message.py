@@ -443,6 +443,32 @@ def encode_stored_record(
     )
 
 
+def _store_host_pos(buf: bytes | memoryview, pos: int) -> tuple[int, int, int]:
+    """(store host position, its length, sysflag) of the record at ``pos``."""
+    (sys_flag,) = _I32.unpack_from(buf, pos + SYS_FLAG_POS)
+    born_len = 20 if sys_flag & MessageSysFlag.BORNHOST_V6_FLAG else 8
+    store_len = 20 if sys_flag & MessageSysFlag.STOREHOSTADDRESS_V6_FLAG else 8
+    return pos + BORN_HOST_POS + born_len + 8, store_len, sys_flag
+
+
+def record_offset_msg_id(buf: bytes | memoryview, pos: int = 0) -> str:
+    """Offset message id of the encoded record at ``pos`` (store host + physical offset)."""
+    hp, hl, _ = _store_host_pos(buf, pos)
+    raw = bytes(buf[hp : hp + hl]) + bytes(buf[pos + PHYSICAL_OFFSET_POS : pos + 36])
+    return raw.hex().upper()
+
+
+def record_properties_str(buf: bytes | memoryview, pos: int = 0) -> str:
+    """The property string of the encoded record at ``pos``."""
+    hp, hl, _ = _store_host_pos(buf, pos)
+    p = hp + hl + 12
+    (blen,) = _I32.unpack_from(buf, p)
+    p += 4 + blen
+    p += 1 + buf[p]
+    (plen,) = _I16.unpack_from(buf, p)
+    return str(buf[p + 2 : p + 2 + plen], "utf-8")
+
+
 class RecordError(ValueError):
     """A stored record is malformed (bad magic, inconsistent lengths, or a CRC mismatch)."""
 

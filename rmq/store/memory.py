@@ -1,0 +1,266 @@
+"""``MemoryMessageStore``: an in-memory ``IMessageStore`` for tests and ``rmq.testing``.
+
+Records are built in the real stored layout (§7.1), so pull bodies are byte-identical to the file
+store's; nothing is ever flushed or deleted.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from rmq.common.asyncutil import now_ms
+from rmq.common.message import (
+    BrokerMessage,
+    encode_stored_record,
+    record_offset_msg_id,
+    record_properties_str,
+)
+from rmq.store.config import MessageStoreConfig
+from rmq.store.interfaces import (
+    ArrivalListener,
+    GetMessageResult,
+    GetMessageStatus,
+    IMessageStore,
+    PutMessageResult,
+    PutMessageStatus,
+    QueryMessageResult,
+)
+from rmq.store.rules import (
+    MAX_FILTER_UNITS,
+    dispatch_tags_code,
+    goes_to_consume_queue,
+    index_keys,
+    key_matches,
+    offset_status,
+    prepare,
+)
+
+
+@implementer(IMessageStore)
+class MemoryMessageStore:
+    """A message store held in dicts and lists; every method answers synchronously."""
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, config: MessageStoreConfig | None = None) -> None:
+        self._clock = clock
+        self._config = config or MessageStoreConfig()
+        self._delays = self._config.delay_levels_ms()
+        self._records: dict[int, bytes] = {}
+        self._offsets: list[int] = []  # commit-log offsets in order
+        self._store_times: list[int] = []
+        self._max_phy = 0
+        # (topic, qid) -> parallel lists of unit fields
+        self._queues: dict[tuple[str, int], tuple[list[int], list[int], list[int]]] = {}
+        self._next_qoff: dict[tuple[str, int], int] = {}
+        self._index: dict[str, list[tuple[int, int]]] = {}
+        self._listeners: list[ArrivalListener] = []
+        self._last_ts = 0
+        self.running = False
+
+    def start(self) -> Deferred[None]:
+        """Mark the store running."""
+        self.running = True
+        return succeed(None)
+
+    def stop(self) -> Deferred[None]:
+        """Mark the store stopped (contents stay, like a file store reopened later)."""
+        self.running = False
+        return succeed(None)
+
+    def _append(self, msg: BrokerMessage, store_ts: int) -> tuple[int, int, str]:
+        key = (msg.topic, msg.queue_id)
+        in_cq = goes_to_consume_queue(msg.sys_flag)
+        qoff = self._next_qoff.get(key, 0) if in_cq else 0
+        phys = self._max_phy
+        raw = encode_stored_record(msg, qoff, phys, store_ts)
+        self._records[phys] = raw
+        self._offsets.append(phys)
+        self._store_times.append(store_ts)
+        self._max_phy = phys + len(raw)
+        offset_id = record_offset_msg_id(raw)
+        tags = msg.tags_code
+        if in_cq:
+            self._next_qoff[key] = qoff + 1
+            tags = dispatch_tags_code(msg.topic, tags, msg.properties, store_ts, self._delays)
+            units = self._queues.setdefault(key, ([], [], []))
+            units[0].append(phys)
+            units[1].append(tags)
+            units[2].append(store_ts)
+        for k in index_keys(msg.topic, msg.properties):
+            self._index.setdefault(k, []).append((phys, store_ts))
+        if in_cq:
+            for listener in list(self._listeners):
+                listener(msg.topic, msg.queue_id, qoff, tags)
+        return phys, qoff, offset_id
+
+    def _store_ts(self) -> int:
+        ts = max(now_ms(self._clock), self._last_ts)
+        self._last_ts = ts
+        return ts
+
+    def put_message(self, msg: BrokerMessage) -> Deferred[PutMessageResult]:
+        """Append one record and answer PUT_OK at once."""
+        return self.put_messages([msg])
+
+    def put_messages(self, msgs: Sequence[BrokerMessage]) -> Deferred[PutMessageResult]:
+        """Append records with consecutive queue offsets and answer PUT_OK at once."""
+        if not self.running:
+            return succeed(
+                PutMessageResult(PutMessageStatus.SERVICE_NOT_AVAILABLE, remark="store not running")
+            )
+        if not msgs:
+            return succeed(PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, remark="empty batch"))
+        for msg in msgs:
+            bad = prepare(msg, self._config.max_message_size)
+            if bad is not None:
+                return succeed(bad)
+        store_ts = self._store_ts()
+        ids = []
+        first = (-1, -1)
+        start = self._max_phy
+        for msg in msgs:
+            phys, qoff, offset_id = self._append(msg, store_ts)
+            if first[0] < 0:
+                first = (phys, qoff)
+            ids.append(offset_id)
+        return succeed(
+            PutMessageResult(
+                PutMessageStatus.PUT_OK,
+                wrote_offset=first[0],
+                msg_id=",".join(ids),
+                queue_offset=first[1],
+                store_timestamp=store_ts,
+                msg_num=len(msgs),
+                wrote_bytes=self._max_phy - start,
+            )
+        )
+
+    def get_messages(
+        self,
+        topic: str,
+        queue_id: int,
+        offset: int,
+        max_count: int,
+        tags_filter: set[int] | frozenset[int] | None = None,
+    ) -> Deferred[GetMessageResult]:
+        """Read records from a queue following Java ``getMessage``'s statuses."""
+        units = self._queues.get((topic, queue_id))
+        if units is None:
+            return succeed(GetMessageResult(GetMessageStatus.NO_MATCHED_LOGIC_QUEUE, 0, 0, 0))
+        max_offset = len(units[0])
+        min_offset = 0
+        early = offset_status(offset, min_offset, max_offset)
+        if early is not None:
+            return succeed(GetMessageResult(early[0], early[1], min_offset, max_offset))
+        result = GetMessageResult(
+            GetMessageStatus.NO_MATCHED_MESSAGE, offset, min_offset, max_offset
+        )
+        limit_bytes = self._config.max_transfer_bytes_on_message_in_memory
+        total = 0
+        i = offset
+        end = min(max_offset, offset + max(max_count, MAX_FILTER_UNITS))
+        while i < end and len(result.messages) < max_count:
+            tags = units[1][i]
+            if tags_filter is not None and tags not in tags_filter:
+                i += 1
+                continue
+            raw = self._records[units[0][i]]
+            if result.messages and total + len(raw) > limit_bytes:
+                break
+            result.messages.append(raw)
+            result.queue_offsets.append(i)
+            result.tags_codes.append(tags)
+            total += len(raw)
+            i += 1
+        result.next_begin_offset = i
+        if result.messages:
+            result.status = GetMessageStatus.FOUND
+        return succeed(result)
+
+    def get_min_offset_in_queue(self, topic: str, queue_id: int) -> int:
+        """Always 0: nothing is deleted."""
+        return 0
+
+    def get_max_offset_in_queue(self, topic: str, queue_id: int) -> int:
+        """Number of units in the queue."""
+        units = self._queues.get((topic, queue_id))
+        return len(units[0]) if units else 0
+
+    def get_offset_in_queue_by_time(
+        self, topic: str, queue_id: int, timestamp_ms: int
+    ) -> Deferred[int]:
+        """First offset stored at or after ``timestamp_ms`` (max offset if none)."""
+        units = self._queues.get((topic, queue_id))
+        if not units:
+            return succeed(0)
+        return succeed(bisect.bisect_left(units[2], timestamp_ms))
+
+    def get_message_store_timestamp(self, topic: str, queue_id: int, offset: int) -> Deferred[int]:
+        """Store time of the unit at ``offset``, -1 if none."""
+        units = self._queues.get((topic, queue_id))
+        if not units or not 0 <= offset < len(units[2]):
+            return succeed(-1)
+        return succeed(units[2][offset])
+
+    def get_earliest_message_time(self, topic: str, queue_id: int) -> Deferred[int]:
+        """Store time of the queue's first unit, -1 if empty."""
+        return self.get_message_store_timestamp(topic, queue_id, 0)
+
+    def get_earliest_store_time(self) -> Deferred[int]:
+        """Store time of the first record, -1 if empty."""
+        return succeed(self._store_times[0] if self._store_times else -1)
+
+    def look_message_by_offset(self, commit_log_offset: int) -> Deferred[bytes | None]:
+        """The record at ``commit_log_offset`` or None."""
+        return succeed(self._records.get(commit_log_offset))
+
+    def query_message(
+        self, topic: str, key: str, max_num: int, begin_ms: int, end_ms: int
+    ) -> Deferred[QueryMessageResult]:
+        """Records whose KEYS or UNIQ_KEY match, newest first."""
+        result = QueryMessageResult()
+        for phys, ts in reversed(self._index.get(f"{topic}#{key}", [])):
+            if len(result.messages) >= max_num:
+                break
+            if not begin_ms <= ts <= end_ms:
+                continue
+            raw = self._records[phys]
+            if key_matches(key, record_properties_str(raw)):
+                result.messages.append(raw)
+                result.index_last_update_timestamp = max(result.index_last_update_timestamp, ts)
+        result.index_last_update_phyoffset = self._max_phy
+        return succeed(result)
+
+    def get_min_phy_offset(self) -> int:
+        """Always 0."""
+        return 0
+
+    def get_max_phy_offset(self) -> int:
+        """End of the last record."""
+        return self._max_phy
+
+    def flush(self) -> Deferred[int]:
+        """Nothing to flush; fires with the max offset."""
+        return succeed(self._max_phy)
+
+    def add_arrival_listener(self, listener: ArrivalListener) -> None:
+        """Register an arrival callback."""
+        self._listeners.append(listener)
+
+    def remove_arrival_listener(self, listener: ArrivalListener) -> None:
+        """Unregister an arrival callback."""
+        self._listeners.remove(listener)
+
+    def topic_queues(self) -> dict[str, list[int]]:
+        """Topics and queue ids with at least one unit."""
+        out: dict[str, list[int]] = {}
+        for topic, qid in sorted(self._queues):
+            out.setdefault(topic, []).append(qid)
+        return out

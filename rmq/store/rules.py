@@ -1,0 +1,96 @@
+"""Store rules shared by the memory and file stores: put checks, tags codes, get statuses.
+
+Java counterparts: ``DefaultMessageStore.checkMessage``/``getMessage``,
+``CommitLog.checkMessageAndReturnSize`` (schedule-topic tags code) and ``IndexService.buildKey``.
+"""
+
+from __future__ import annotations
+
+from rmq.common.message import (
+    DELAY,
+    KEY_SEPARATOR,
+    KEYS,
+    UNIQ_KEY,
+    BrokerMessage,
+    MessageSysFlag,
+    properties_to_string,
+    string_to_properties,
+)
+from rmq.store.interfaces import GetMessageStatus, PutMessageResult, PutMessageStatus
+
+SCHEDULE_TOPIC = "SCHEDULE_TOPIC_XXXX"
+
+
+def prepare(msg: BrokerMessage, max_message_size: int) -> PutMessageResult | None:
+    """Fill ``properties_str`` if empty and check sizes; a failure result, or None when fine."""
+    if not msg.properties_str and msg.properties:
+        msg.properties_str = properties_to_string(msg.properties)
+    if len(msg.topic.encode()) > 127:
+        return PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, remark="topic too long")
+    if len(msg.properties_str) > 32767 and len(msg.properties_str.encode()) > 32767:
+        return PutMessageResult(
+            PutMessageStatus.PROPERTIES_SIZE_EXCEEDED, remark="properties longer than 32767 bytes"
+        )
+    if len(msg.body) > max_message_size:
+        return PutMessageResult(
+            PutMessageStatus.MESSAGE_ILLEGAL,
+            remark=f"message body longer than maxMessageSize {max_message_size}",
+        )
+    return None
+
+
+def goes_to_consume_queue(sys_flag: int) -> bool:
+    """Records of transaction type NOT or COMMIT get a consume-queue unit; PREPARED/ROLLBACK not."""
+    kind = sys_flag & MessageSysFlag.TRANSACTION_TYPE_MASK
+    return kind in (MessageSysFlag.TRANSACTION_NOT_TYPE, MessageSysFlag.TRANSACTION_COMMIT_TYPE)
+
+
+def dispatch_tags_code(
+    topic: str, tags_code: int, props: dict[str, str], store_ts: int, delays: dict[int, int]
+) -> int:
+    """The unit's tags code: the tag hash, except in SCHEDULE_TOPIC_XXXX the delivery time."""
+    if topic == SCHEDULE_TOPIC:
+        level_s = props.get(DELAY)
+        if level_s:
+            try:
+                level = int(level_s)
+            except ValueError:
+                return tags_code
+            if level > 0 and delays:
+                level = min(level, max(delays))
+                return store_ts + delays[level]
+    return tags_code
+
+
+def index_keys(topic: str, props: dict[str, str]) -> list[str]:
+    """Index keys ``topic#key`` for each KEYS entry and for UNIQ_KEY (Java ``buildKey``)."""
+    keys = [f"{topic}#{k}" for k in props.get(KEYS, "").split(KEY_SEPARATOR) if k]
+    uniq = props.get(UNIQ_KEY)
+    if uniq:
+        keys.append(f"{topic}#{uniq}")
+    return keys
+
+
+def key_matches(key: str, props_str: str) -> bool:
+    """True when ``key`` is one of the KEYS entries or the UNIQ_KEY in a property string."""
+    props = string_to_properties(props_str)
+    return key == props.get(UNIQ_KEY) or key in props.get(KEYS, "").split(KEY_SEPARATOR)
+
+
+def offset_status(
+    offset: int, min_offset: int, max_offset: int
+) -> tuple[GetMessageStatus, int] | None:
+    """Java ``getMessage``'s answer for an offset outside [min, max), or None to read units."""
+    if max_offset == 0:
+        return GetMessageStatus.NO_MESSAGE_IN_QUEUE, 0
+    if offset < min_offset:
+        return GetMessageStatus.OFFSET_TOO_SMALL, min_offset
+    if offset == max_offset:
+        return GetMessageStatus.OFFSET_OVERFLOW_ONE, offset
+    if offset > max_offset:
+        return GetMessageStatus.OFFSET_OVERFLOW_BADLY, min_offset if min_offset == 0 else max_offset
+    return None
+
+
+MAX_FILTER_UNITS = 800
+"""Units scanned per get when a tag filter rejects messages (Java: max(16000 B, n*20) of units)."""
