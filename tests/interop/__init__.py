@@ -1,0 +1,1 @@
+"""Interoperability tests: the real RocketMQ C++ client (``rocketmq`` 0.4.4) against rmq."""
