@@ -1,0 +1,400 @@
+"""The broker process as a service tree: ``build_broker_service`` (the composition of issue 4).
+
+Java counterpart: ``BrokerController`` (initialize/start/shutdown), without the god object: the
+:class:`Broker` record holds the domain objects and processors, each processor gets only what it
+uses. Start order: load ``config/*.json`` → start the store → listen → register with every
+NameServer. Stop order (awaited step by step, STYLE §4): stop accepting → unregister from the
+NameServers → answer held pulls and close client connections → write offsets and configs → stop
+the store → close the NameServer links.
+
+Periodic work is one ``TimerService`` per task: client-channel scan (10 s), consumer-offset flush
+(5 s), held-pull check (5 s, or the short-polling time), NameServer registration (30 s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorTime,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.logger import Logger
+
+from rmq.broker.client_manage import ClientManageProcessor, ConsumerIdsNotifier
+from rmq.broker.clients import ConsumerManager, ProducerManager
+from rmq.broker.config import BrokerConfig
+from rmq.broker.consumer_manage import ConsumerOffsetProcessor
+from rmq.broker.identity import BrokerIdentity
+from rmq.broker.interfaces import ISendMessageHook
+from rmq.broker.longpoll import PullRequestHoldService
+from rmq.broker.offsets import ConsumerOffsetManager
+from rmq.broker.persist import ConfigPersister, Writer, sync_writer
+from rmq.broker.pull import PullMessageProcessor
+from rmq.broker.query import QueryProcessor
+from rmq.broker.registration import BrokerRegistration, NameServerClient
+from rmq.broker.send import SendMessageProcessor
+from rmq.broker.subscription import SubscriptionGroupManager
+from rmq.broker.topic import TopicConfigManager, TopicDefaults
+from rmq.common.asyncutil import deferred_api, logged_tick
+from rmq.remoting.client import RemotingClient
+from rmq.remoting.codes import RequestCode
+from rmq.remoting.dispatch import Dispatcher
+from rmq.remoting.interfaces import IRemotingConnection, IRequestProcessor
+from rmq.remoting.protocol import RemotingServerFactory
+from rmq.store.config import MessageStoreConfig
+from rmq.store.interfaces import IMessageStore
+
+HOLD_CHECK_INTERVAL_S = 5.0
+
+
+@attrs.define(eq=False)
+class Broker:
+    """Everything one broker is made of (what later features plug into)."""
+
+    config: BrokerConfig
+    identity: BrokerIdentity
+    clock: IReactorTime
+    store: IMessageStore
+    topics: TopicConfigManager
+    groups: SubscriptionGroupManager
+    offsets: ConsumerOffsetManager
+    consumers: ConsumerManager
+    producers: ProducerManager
+    hold: PullRequestHoldService
+    persister: ConfigPersister
+    registration: BrokerRegistration
+    dispatcher: Dispatcher
+    send: SendMessageProcessor
+    #: Extra tables to persist at stop (e.g. delay offsets, added by later features).
+    tables: list[Any] = attrs.Factory(list)
+
+    @property
+    def send_hooks(self) -> list[ISendMessageHook]:
+        """The send path's hooks, in order; append to plug in delay/transaction/retry handling."""
+        return self.send.hooks
+
+    def register_processor(self, codes: Sequence[int], processor: IRequestProcessor) -> None:
+        """Route ``codes`` to ``processor`` (admin and later features add theirs this way)."""
+        for code in codes:
+            self.dispatcher.register(code, processor)
+
+
+def broker_processors(broker: Broker) -> dict[int, IRequestProcessor]:
+    """The request-code table of the data path; one processor per area."""
+    pull = PullMessageProcessor(
+        broker.config,
+        broker.identity,
+        broker.topics,
+        broker.groups,
+        broker.consumers,
+        broker.offsets,
+        broker.store,
+        broker.hold,
+    )
+    clients = ClientManageProcessor(
+        broker.topics, broker.groups, broker.consumers, broker.producers
+    )
+    offsets = ConsumerOffsetProcessor(broker.offsets, broker.store)
+    query = QueryProcessor(broker.config, broker.store)
+    table: dict[int, IRequestProcessor] = {
+        RequestCode.SEND_MESSAGE: broker.send,
+        RequestCode.SEND_MESSAGE_V2: broker.send,
+        RequestCode.SEND_BATCH_MESSAGE: broker.send,
+        RequestCode.PULL_MESSAGE: pull,
+        RequestCode.HEART_BEAT: clients,
+        RequestCode.UNREGISTER_CLIENT: clients,
+        RequestCode.GET_CONSUMER_LIST_BY_GROUP: clients,
+        RequestCode.QUERY_CONSUMER_OFFSET: offsets,
+        RequestCode.UPDATE_CONSUMER_OFFSET: offsets,
+    }
+    for code in (
+        RequestCode.GET_MAX_OFFSET,
+        RequestCode.GET_MIN_OFFSET,
+        RequestCode.SEARCH_OFFSET_BY_TIMESTAMP,
+        RequestCode.GET_EARLIEST_MSG_STORETIME,
+        RequestCode.VIEW_MESSAGE_BY_ID,
+        RequestCode.QUERY_MESSAGE,
+    ):
+        table[code] = query
+    return table
+
+
+def build_broker(
+    config: BrokerConfig,
+    clock: IReactorTime,
+    store: IMessageStore,
+    namesrv_client: NameServerClient,
+    *,
+    writer: Writer = sync_writer,
+    namesrv_addrs: Callable[[], list[str]] | None = None,
+) -> Broker:
+    """Assemble the domain objects and processors (no I/O happens here)."""
+    identity = BrokerIdentity.from_config(config)
+    topics = TopicConfigManager(
+        clock,
+        TopicDefaults(
+            cluster_name=config.cluster_name,
+            broker_name=config.broker_name,
+            auto_create_topic_enable=config.auto_create_topic_enable,
+            default_topic_queue_nums=config.default_topic_queue_nums,
+            cluster_topic_enable=config.cluster_topic_enable,
+            broker_topic_enable=config.broker_topic_enable,
+            trace_topic_enable=config.trace_topic_enable,
+            trace_topic_name=config.msg_trace_topic_name,
+        ),
+    )
+    groups = SubscriptionGroupManager(clock, config.auto_create_subscription_group)
+    offsets = ConsumerOffsetManager()
+    consumers = ConsumerManager(
+        clock,
+        ConsumerIdsNotifier(),
+        config.channel_expired_timeout_ms,
+        config.notify_consumer_ids_changed_enable,
+    )
+    producers = ProducerManager(clock, config.channel_expired_timeout_ms)
+    hold = PullRequestHoldService(clock, store.get_max_offset_in_queue)
+    persister = ConfigPersister(config.config_dir, writer)
+    registration = BrokerRegistration(
+        config, identity, topics, namesrv_client, clock, namesrv_addrs
+    )
+    send = SendMessageProcessor(config, identity, topics, groups, store, clock)
+    broker = Broker(
+        config=config,
+        identity=identity,
+        clock=clock,
+        store=store,
+        topics=topics,
+        groups=groups,
+        offsets=offsets,
+        consumers=consumers,
+        producers=producers,
+        hold=hold,
+        persister=persister,
+        registration=registration,
+        dispatcher=Dispatcher(),
+        send=send,
+    )
+    for code, processor in broker_processors(broker).items():
+        broker.dispatcher.register(code, processor)
+    topics.listeners.append(lambda: persister.request(topics))
+    topics.listeners.append(registration.topics_changed)
+    groups.listeners.append(lambda: persister.request(groups))
+    return broker
+
+
+class BrokerService(MultiService):
+    """Runs one :class:`Broker`: store, listening port, timers, registration (ordered start/stop).
+
+    ``started`` fires once the broker listens and has registered (or failed to) with its
+    NameServers; ``port`` is the listening port.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        broker: Broker,
+        endpoint: IStreamServerEndpoint,
+        *,
+        close_client: Callable[[], Deferred[None]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.broker = broker
+        self.endpoint = endpoint
+        self.factory = RemotingServerFactory(
+            broker.dispatcher,
+            broker.clock,
+            max_frame_size=broker.config.max_frame_size,
+            on_connection_lost=self._connection_lost,
+        )
+        self.port: IListeningPort | None = None
+        self.started: Deferred[None] = Deferred()
+        self._start_attempt: Deferred[None] | None = None
+        self._close_client = close_client
+        self._flushed_offsets = -1
+        config = broker.config
+        self._timer(config.client_scan_interval_ms / 1000.0, self._scan_clients, "client scan")
+        self._timer(
+            config.flush_consumer_offset_interval_ms / 1000.0, self._flush_offsets, "offset flush"
+        )
+        hold_interval = (
+            HOLD_CHECK_INTERVAL_S
+            if config.long_polling_enable
+            else config.short_polling_time_ms / 1000.0
+        )
+        self._timer(hold_interval, broker.hold.check_held_requests, "held pull check")
+        period = min(max(config.register_name_server_period_ms, 10_000), 60_000) / 1000.0
+        self._timer(period, self._periodic_registration, "registration")
+
+    def _timer(self, interval: float, f: Callable[[], Any], what: str) -> None:
+        timer = TimerService(interval, logged_tick(f, what))
+        timer.clock = self.broker.clock
+        timer.setServiceParent(self)
+
+    # -- periodic ticks -------------------------------------------------------------------
+
+    def _scan_clients(self) -> None:
+        for conn in (
+            self.broker.consumers.scan_not_active() + self.broker.producers.scan_not_active()
+        ):
+            close = getattr(conn, "close", None)
+            if close is not None and not self._still_registered(conn):
+                close()
+
+    def _still_registered(self, conn: Any) -> bool:
+        b = self.broker
+        return any(
+            conn in (g.channels if g else {}) for g in map(b.consumers.group, b.consumers.groups())
+        ) or any(
+            ch.connection is conn
+            for grp in b.producers.groups()
+            for ch in b.producers.channels(grp)
+        )
+
+    def _flush_offsets(self) -> None:
+        offsets = self.broker.offsets
+        if offsets.change_count != self._flushed_offsets:
+            self._flushed_offsets = offsets.change_count
+            self.broker.persister.request(offsets)
+
+    def _periodic_registration(self) -> Deferred[None] | None:
+        if not self.broker.registration.active:
+            return None
+        return self.broker.registration.periodic()
+
+    def _connection_lost(self, connection: IRemotingConnection) -> None:
+        b = self.broker
+        b.hold.connection_closed(connection)
+        b.consumers.connection_closed(connection)
+        b.producers.connection_closed(connection)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def load_configs(self) -> None:
+        """Read ``config/topics.json``, ``subscriptionGroup.json``, ``consumerOffset.json``."""
+        b = self.broker
+        for table in (b.topics, b.groups, b.offsets, *b.tables):
+            b.persister.load(table)
+        self._flushed_offsets = b.offsets.change_count
+
+    def startService(self) -> None:
+        """Start timers, then (asynchronously) the store, the listener and registration."""
+        super().startService()
+        attempt = self._start()
+        self._start_attempt = attempt
+
+        def done(result: object) -> object:
+            self._start_attempt = None
+            return result
+
+        attempt.addBoth(done)
+        attempt.chainDeferred(self.started)
+        self.started.addErrback(self._start_failed)
+
+    def _start_failed(self, failure: Any) -> None:
+        self.log.failure(
+            "Broker {name} failed to start", failure, name=self.broker.config.broker_name
+        )
+
+    @deferred_api
+    async def _start(self) -> None:
+        b = self.broker
+        self.load_configs()
+        await b.store.start()
+        b.store.add_arrival_listener(b.hold.on_arrival)
+        self.port = await self.endpoint.listen(self.factory)
+        if b.identity.listen_port == 0:
+            b.identity.listen_port = self.port.getHost().port
+        self.log.info(
+            "Broker {name} of {cluster} listening on {addr} (id {id}, role {role})",
+            name=b.identity.broker_name,
+            cluster=b.identity.cluster_name,
+            addr=b.identity.broker_addr,
+            id=b.identity.broker_id,
+            role=b.config.broker_role,
+        )
+        b.registration.active = True
+        if b.config.namesrv_addrs or b.registration._addrs():
+            await b.registration.register_all()
+
+    def stopService(self) -> Deferred[None]:
+        """Ordered clean stop; fires when the store is closed."""
+        timers = super().stopService()
+        return self._stop(timers)
+
+    @deferred_api
+    async def _stop(self, timers: Deferred[None] | None) -> None:
+        b = self.broker
+        if self._start_attempt is not None:
+            self._start_attempt.cancel()
+        if timers is not None:
+            await timers
+        if self.port is not None:
+            await self.port.stopListening()
+            self.port = None
+        if b.registration.active:
+            await b.registration.unregister_all()
+        b.registration.active = False
+        b.hold.wake_all()
+        closing = []
+        for conn in list(self.factory.connections):
+            closing.append(conn.when_closed())
+            conn.close()
+        if closing:
+            await DeferredList(closing, consumeErrors=True)
+        b.store.remove_arrival_listener(b.hold.on_arrival)
+        for table in (b.offsets, b.topics, b.groups, *b.tables):
+            b.persister.request(table)
+        await b.persister.when_idle()
+        if getattr(b.store, "running", True):
+            await b.store.stop()
+        if self._close_client is not None:
+            await self._close_client()
+        self.log.info("Broker {name} stopped", name=b.identity.broker_name)
+
+
+def build_broker_service(
+    config: BrokerConfig,
+    endpoint: IStreamServerEndpoint,
+    clock: IReactorTime,
+    *,
+    store: IMessageStore | None = None,
+    store_config: MessageStoreConfig | None = None,
+    client_endpoint_factory: Callable[[str], IStreamClientEndpoint] | None = None,
+    namesrv_client: NameServerClient | None = None,
+    writer: Writer = sync_writer,
+    namesrv_addrs: Callable[[], list[str]] | None = None,
+) -> BrokerService:
+    """The broker service tree for ``config``, listening on ``endpoint``.
+
+    ``store`` defaults to a :class:`MemoryMessageStore`; tap.py passes the file store.
+    NameServer requests go through ``namesrv_client`` or a RemotingClient built on
+    ``client_endpoint_factory``.
+    """
+    if store is None:
+        from rmq.store.memory import MemoryMessageStore
+
+        store = MemoryMessageStore(clock, store_config)
+    close_client: Callable[[], Deferred[None]] | None = None
+    if namesrv_client is None:
+        if client_endpoint_factory is None:
+            raise ValueError("need namesrv_client or client_endpoint_factory")
+        remoting = RemotingClient(clock, client_endpoint_factory)
+        namesrv_client = remoting
+        close_client = remoting.close
+    broker = build_broker(
+        config, clock, store, namesrv_client, writer=writer, namesrv_addrs=namesrv_addrs
+    )
+    return BrokerService(broker, endpoint, close_client=close_client)
+
+
+def _unused() -> Deferred[None]:
+    return succeed(None)

@@ -1,0 +1,84 @@
+"""Fakes shared by the broker tests: a recording connection and a recording NameServer client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from rmq.remoting.command import RemotingCommand, new_response
+from rmq.remoting.interfaces import IRemotingConnection
+
+
+@implementer(IRemotingConnection)
+class FakeConnection:
+    """An IRemotingConnection that records what the broker sends to the client."""
+
+    def __init__(self, remote_address: str = "127.0.0.1:50000") -> None:
+        self.remote_address = remote_address
+        self.oneways: list[RemotingCommand] = []
+        self.invoked: list[RemotingCommand] = []
+        self.closed = False
+        self._waiters: list[Deferred[None]] = []
+
+    def invoke(self, command: RemotingCommand, timeout: float) -> Deferred[RemotingCommand]:
+        """Record and answer SUCCESS."""
+        self.invoked.append(command)
+        return succeed(new_response(command))
+
+    def send_oneway(self, command: RemotingCommand) -> None:
+        """Record."""
+        self.oneways.append(command)
+
+    def close(self) -> None:
+        """Mark closed and fire the waiters."""
+        self.closed = True
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            w.callback(None)
+
+    def when_closed(self) -> Deferred[None]:
+        """Fires on close()."""
+        d: Deferred[None] = Deferred()
+        if self.closed:
+            d.callback(None)
+        else:
+            self._waiters.append(d)
+        return d
+
+
+class FakeNameServerClient:
+    """Answers NameServer requests from a script and records them (``(addr, command)``)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, RemotingCommand]] = []
+        self.oneways: list[tuple[str, RemotingCommand]] = []
+        self.changed = True
+        self.fail_addrs: set[str] = set()
+        self.pending: dict[str, Deferred[RemotingCommand]] = {}
+        self.hold = False
+
+    def invoke(self, addr: str, command: RemotingCommand, timeout: float = 3.0) -> Any:
+        """Record; answer SUCCESS (QUERY_DATA_VERSION with ``changed``), or fail for fail_addrs."""
+        self.requests.append((addr, command))
+        if addr in self.fail_addrs:
+            return fail(ConnectionRefusedError(addr))
+        if command.code == 322:
+            return succeed(
+                new_response(command, ext_fields={"changed": "true" if self.changed else "false"})
+            )
+        if self.hold:
+            d: Deferred[RemotingCommand] = Deferred()
+            self.pending[addr] = d
+            return d
+        return succeed(new_response(command, ext_fields={}))
+
+    def invoke_oneway(self, addr: str, command: RemotingCommand) -> Deferred[None]:
+        """Record."""
+        self.oneways.append((addr, command))
+        return succeed(None)
+
+    def codes(self) -> list[int]:
+        """Codes of the recorded requests in order."""
+        return [c.code for _, c in self.requests]
