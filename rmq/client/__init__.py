@@ -1,0 +1,62 @@
+"""rmq.client: Deferred-based RocketMQ producer and consumers.
+
+Works against rmq and against Apache RocketMQ 4.x/5.x brokers (remoting protocol). Every public
+method returns a Deferred; see docs/client.md.
+"""
+
+from __future__ import annotations
+
+from rmq.client.allocate import (
+    AllocateMessageQueueAveragely,
+    AllocateMessageQueueAveragelyByCircle,
+    AllocateMessageQueueByConfig,
+    AllocateMessageQueueConsistentHash,
+)
+from rmq.client.api import PullResult, PullStatus, SendResult, SendStatus
+from rmq.client.consumer import (
+    CONSUME_SUCCESS,
+    RECONSUME_LATER,
+    ConsumeFromWhere,
+    ConsumeResult,
+    MessageModel,
+    PullConsumer,
+    PushConsumer,
+)
+from rmq.client.interfaces import IAllocateStrategy, IMessageQueueSelector, IOffsetStore
+from rmq.client.message_queue import MessageQueue
+from rmq.client.producer import Producer, new_message
+from rmq.client.selector import (
+    SelectMessageQueueByHash,
+    SelectMessageQueueByRandom,
+    SelectMessageQueueByRoundRobin,
+)
+from rmq.common.message import Message, MessageExt
+
+__all__ = [
+    "AllocateMessageQueueAveragely",
+    "AllocateMessageQueueAveragelyByCircle",
+    "AllocateMessageQueueByConfig",
+    "AllocateMessageQueueConsistentHash",
+    "CONSUME_SUCCESS",
+    "ConsumeFromWhere",
+    "ConsumeResult",
+    "IAllocateStrategy",
+    "IMessageQueueSelector",
+    "IOffsetStore",
+    "Message",
+    "MessageExt",
+    "MessageModel",
+    "MessageQueue",
+    "Producer",
+    "PullConsumer",
+    "PullResult",
+    "PullStatus",
+    "PushConsumer",
+    "RECONSUME_LATER",
+    "SelectMessageQueueByHash",
+    "SelectMessageQueueByRandom",
+    "SelectMessageQueueByRoundRobin",
+    "SendResult",
+    "SendStatus",
+    "new_message",
+]

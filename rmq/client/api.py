@@ -1,0 +1,488 @@
+"""Request building and response parsing for every client RPC (Java ``MQClientAPIImpl``).
+
+Routes, send and pull results, and the value types the producer and consumers share live here.
+Only this module turns ``RemotingCommand`` objects into domain values and back.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+
+from rmq.client.message_queue import MessageQueue
+from rmq.common import fastjson
+from rmq.common.errors import MQBrokerError, MQClientError, RemotingError
+from rmq.common.message import MessageExt, decode_messages, tags_hash
+from rmq.remoting.codes import RequestCode, ResponseCode
+from rmq.remoting.command import RemotingCommand, new_request
+
+MASTER_ID = 0
+PERM_WRITE = 0x2
+PERM_READ = 0x4
+DEFAULT_TOPIC = "TBW102"
+SUB_ALL = "*"
+
+
+class IRemoting(Protocol):
+    """The part of ``rmq.remoting.client.RemotingClient`` the client uses."""
+
+    def invoke(
+        self, addr: str, command: RemotingCommand, timeout: float = 3.0
+    ) -> Deferred[RemotingCommand]: ...
+
+    def invoke_oneway(self, addr: str, command: RemotingCommand) -> Deferred[None]: ...
+
+    def close(self) -> Deferred[None]: ...
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BrokerData:
+    """One broker name's addresses by broker id (0 = master)."""
+
+    broker_name: str
+    cluster: str
+    addrs: dict[int, str]
+
+
+@attrs.frozen
+class QueueData:
+    """Queue counts and permission of a topic on one broker name."""
+
+    broker_name: str
+    read_queue_nums: int
+    write_queue_nums: int
+    perm: int
+    topic_sys_flag: int = 0
+
+
+@attrs.frozen
+class TopicRoute:
+    """A topic's route (Java ``TopicRouteData``), parsed from any JSON style."""
+
+    queue_datas: tuple[QueueData, ...]
+    broker_datas: tuple[BrokerData, ...]
+    order_topic_conf: str | None = None
+
+    @classmethod
+    def from_json(cls, body: bytes) -> TopicRoute:
+        """Parse standard or fastjson-style route JSON (numeric keys quoted or not)."""
+        obj = fastjson.loads(body)
+        qds = tuple(
+            QueueData(
+                str(q["brokerName"]),
+                int(q.get("readQueueNums", 0)),
+                int(q.get("writeQueueNums", 0)),
+                int(q.get("perm", 6)),
+                int(q.get("topicSysFlag", 0)),
+            )
+            for q in obj.get("queueDatas") or []
+        )
+        bds = tuple(
+            BrokerData(
+                str(b["brokerName"]),
+                str(b.get("cluster", "")),
+                {int(k): str(v) for k, v in (b.get("brokerAddrs") or {}).items()},
+            )
+            for b in obj.get("brokerDatas") or []
+        )
+        return cls(qds, bds, obj.get("orderTopicConf") or None)
+
+    def publish_queues(self, topic: str) -> list[MessageQueue]:
+        """Writable queues of brokers that have a master (or ``orderTopicConf``'s), in order."""
+        if self.order_topic_conf:
+            out = []
+            for part in self.order_topic_conf.split(";"):
+                name, _, nums = part.partition(":")
+                if name and nums:
+                    out += [MessageQueue(topic, name, i) for i in range(int(nums))]
+            return out
+        masters = {b.broker_name for b in self.broker_datas if MASTER_ID in b.addrs}
+        out = []
+        for q in sorted(self.queue_datas, key=lambda q: q.broker_name):
+            if q.perm & PERM_WRITE and q.broker_name in masters:
+                out += [MessageQueue(topic, q.broker_name, i) for i in range(q.write_queue_nums)]
+        return out
+
+    def subscribe_queues(self, topic: str) -> list[MessageQueue]:
+        """Readable queues, sorted like Java's ``mqAll``."""
+        out = []
+        for q in self.queue_datas:
+            if q.perm & PERM_READ:
+                out += [MessageQueue(topic, q.broker_name, i) for i in range(q.read_queue_nums)]
+        return sorted(out)
+
+
+# --- subscriptions ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SubscriptionData:
+    """A TAG subscription (Java ``SubscriptionData`` built by ``FilterAPI``)."""
+
+    topic: str
+    sub_string: str
+    tags: frozenset[str]
+    codes: frozenset[int]
+    sub_version: int
+
+    @classmethod
+    def build(cls, topic: str, expression: str | None, sub_version: int) -> SubscriptionData:
+        """Split ``"TagA || TagB"``; ``None``, empty or ``*`` subscribe to everything."""
+        expr = (expression or "").strip()
+        if not expr or expr == SUB_ALL:
+            return cls(topic, SUB_ALL, frozenset(), frozenset(), sub_version)
+        tags = [t.strip() for t in expr.split("||") if t.strip()]
+        return cls(topic, expr, frozenset(tags), frozenset(tags_hash(t) for t in tags), sub_version)
+
+    def matches(self, tag: str | None) -> bool:
+        """Client-side tag re-check (the broker compares hash codes only)."""
+        return self.sub_string == SUB_ALL or (tag is not None and tag in self.tags)
+
+    def to_json_obj(self) -> dict[str, Any]:
+        """HeartbeatData's form, keys in Java's order."""
+        return {
+            "classFilterMode": False,
+            "codeSet": sorted(self.codes),
+            "expressionType": "TAG",
+            "subString": self.sub_string,
+            "subVersion": self.sub_version,
+            "tagsSet": sorted(self.tags),
+            "topic": self.topic,
+        }
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+class SendStatus(enum.Enum):
+    """What a successful send promised (Java ``SendStatus``)."""
+
+    SEND_OK = ResponseCode.SUCCESS
+    FLUSH_DISK_TIMEOUT = ResponseCode.FLUSH_DISK_TIMEOUT
+    FLUSH_SLAVE_TIMEOUT = ResponseCode.FLUSH_SLAVE_TIMEOUT
+    SLAVE_NOT_AVAILABLE = ResponseCode.SLAVE_NOT_AVAILABLE
+
+
+@attrs.frozen
+class SendResult:
+    """The answer to a send (Java ``SendResult``).
+
+    ``msg_id`` is the UNIQ_KEY (for a batch: the ids joined with ``,``); ``offset_msg_id`` is the
+    broker's offset id; ``queue_offset`` the logical offset of the (first) message.
+    """
+
+    status: SendStatus
+    msg_id: str
+    offset_msg_id: str
+    message_queue: MessageQueue
+    queue_offset: int
+    transaction_id: str | None = None
+    region_id: str | None = None
+
+
+class PullStatus(enum.Enum):
+    """Outcome of a pull (Java ``PullStatus``)."""
+
+    FOUND = "FOUND"
+    NO_NEW_MSG = "NO_NEW_MSG"
+    NO_MATCHED_MSG = "NO_MATCHED_MSG"
+    OFFSET_ILLEGAL = "OFFSET_ILLEGAL"
+
+
+_PULL_STATUS = {
+    ResponseCode.SUCCESS: PullStatus.FOUND,
+    ResponseCode.PULL_NOT_FOUND: PullStatus.NO_NEW_MSG,
+    ResponseCode.PULL_RETRY_IMMEDIATELY: PullStatus.NO_MATCHED_MSG,
+    ResponseCode.PULL_OFFSET_MOVED: PullStatus.OFFSET_ILLEGAL,
+}
+
+
+@attrs.define
+class PullResult:
+    """A pull's answer: status, offsets, and the decoded messages (tag-filtered by the caller)."""
+
+    status: PullStatus
+    next_begin_offset: int
+    min_offset: int
+    max_offset: int
+    messages: list[MessageExt]
+    suggest_which_broker_id: int = 0
+
+
+class PullSysFlag:
+    """PULL_MESSAGE ``sysFlag`` bits (§7.3.2)."""
+
+    COMMIT_OFFSET = 0x1
+    SUSPEND = 0x2
+    SUBSCRIPTION = 0x4
+    CLASS_FILTER = 0x8
+    LITE_PULL = 0x10
+
+
+def check(resp: RemotingCommand, addr: str, ok: Iterable[int] = (ResponseCode.SUCCESS,)) -> None:
+    """Raise MQBrokerError unless the response code is one of ``ok``."""
+    if resp.code not in ok:
+        raise MQBrokerError(resp.code, resp.remark or "", addr)
+
+
+class MQClientAPI:
+    """Every RPC the client makes, as ``async`` methods over an :class:`IRemoting`.
+
+    NameServer requests use one address at a time (random start, rotate on failure, like Java);
+    when every NameServer fails the error names all of them.
+    """
+
+    def __init__(
+        self,
+        remoting: IRemoting,
+        clock: IReactorTime,
+        namesrv_addrs: Sequence[str] = (),
+        timeout: float = 3.0,
+    ) -> None:
+        self.remoting = remoting
+        self.clock = clock
+        self.timeout = timeout
+        self.namesrv_addrs: list[str] = []
+        self._ns_index = 0
+        self.set_namesrv_addrs(namesrv_addrs)
+
+    def set_namesrv_addrs(self, addrs: Sequence[str]) -> None:
+        """Replace the NameServer list (HTTP endpoint refresh); picks a random start."""
+        if list(addrs) != self.namesrv_addrs:
+            self.namesrv_addrs = list(addrs)
+            self._ns_index = random.randrange(len(addrs)) if addrs else 0
+
+    async def invoke_namesrv(self, cmd: RemotingCommand) -> RemotingCommand:
+        """Send to the current NameServer, rotating through all of them on transport errors."""
+        if not self.namesrv_addrs:
+            raise MQClientError("No NameServer address configured")
+        errors = []
+        n = len(self.namesrv_addrs)
+        for k in range(n):
+            addr = self.namesrv_addrs[(self._ns_index + k) % n]
+            try:
+                resp = await self.remoting.invoke(addr, cmd, self.timeout)
+            except RemotingError as e:
+                errors.append(f"{addr}: {e}")
+                continue
+            self._ns_index = (self._ns_index + k) % n
+            return resp
+        raise MQClientError(
+            "No NameServer reachable, tried "
+            + ", ".join(self.namesrv_addrs)
+            + " ("
+            + "; ".join(errors)
+            + ")"
+        )
+
+    async def get_route(self, topic: str) -> TopicRoute:
+        """GET_ROUTEINFO_BY_TOPIC; MQBrokerError(17) when the topic has no route."""
+        cmd = new_request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": topic})
+        resp = await self.invoke_namesrv(cmd)
+        check(resp, "namesrv")
+        return TopicRoute.from_json(resp.body)
+
+    async def send(
+        self,
+        addr: str,
+        mq: MessageQueue,
+        header: dict[str, object],
+        body: bytes,
+        *,
+        batch: bool,
+        timeout: float,
+    ) -> SendResult:
+        """SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE with a V2 header (one-letter keys)."""
+        code = RequestCode.SEND_BATCH_MESSAGE if batch else RequestCode.SEND_MESSAGE_V2
+        cmd = new_request(code, header, body)
+        resp = await self.remoting.invoke(addr, cmd, timeout)
+        try:
+            status = SendStatus(resp.code)
+        except ValueError:
+            raise MQBrokerError(resp.code, resp.remark or "", addr) from None
+        ext = resp.ext_fields
+        return SendResult(
+            status=status,
+            msg_id="",
+            offset_msg_id=ext.get("msgId", ""),
+            message_queue=MessageQueue(
+                mq.topic, mq.broker_name, int(ext.get("queueId", mq.queue_id))
+            ),
+            queue_offset=int(ext.get("queueOffset", -1)),
+            transaction_id=ext.get("transactionId"),
+            region_id=ext.get("MSG_REGION"),
+        )
+
+    async def send_oneway(self, addr: str, header: dict[str, object], body: bytes) -> None:
+        """SEND_MESSAGE_V2 as a oneway request."""
+        await self.remoting.invoke_oneway(
+            addr, new_request(RequestCode.SEND_MESSAGE_V2, header, body, oneway=True)
+        )
+
+    async def pull(self, addr: str, header: dict[str, object], timeout: float) -> PullResult:
+        """PULL_MESSAGE; messages decoded from the body (code 0) or none."""
+        resp = await self.remoting.invoke(
+            addr, new_request(RequestCode.PULL_MESSAGE, header), timeout
+        )
+        status = _PULL_STATUS.get(resp.code)  # type: ignore[call-overload]
+        if status is None:
+            raise MQBrokerError(resp.code, resp.remark or "", addr)
+        ext = resp.ext_fields
+        msgs = decode_messages(resp.body) if status is PullStatus.FOUND and resp.body else []
+        return PullResult(
+            status,
+            int(ext.get("nextBeginOffset", header.get("queueOffset", 0))),  # type: ignore[arg-type]
+            int(ext.get("minOffset", 0)),
+            int(ext.get("maxOffset", 0)),
+            msgs,
+            int(ext.get("suggestWhichBrokerId", 0)),
+        )
+
+    async def _offset_call(self, addr: str, code: int, header: dict[str, object]) -> int:
+        resp = await self.remoting.invoke(addr, new_request(code, header), self.timeout)
+        check(resp, addr)
+        return int(resp.ext_fields.get("offset", 0))
+
+    async def query_consumer_offset(self, addr: str, group: str, mq: MessageQueue) -> int:
+        """QUERY_CONSUMER_OFFSET; -1 when the broker has none (22)."""
+        header = {"consumerGroup": group, "topic": mq.topic, "queueId": mq.queue_id}
+        resp = await self.remoting.invoke(
+            addr, new_request(RequestCode.QUERY_CONSUMER_OFFSET, header), self.timeout
+        )
+        if resp.code == ResponseCode.QUERY_NOT_FOUND:
+            return -1
+        check(resp, addr)
+        return int(resp.ext_fields.get("offset", -1))
+
+    async def update_consumer_offset(
+        self, addr: str, group: str, mq: MessageQueue, offset: int, *, oneway: bool = True
+    ) -> None:
+        """UPDATE_CONSUMER_OFFSET, oneway like Java (or as a request)."""
+        header = {
+            "consumerGroup": group,
+            "topic": mq.topic,
+            "queueId": mq.queue_id,
+            "commitOffset": offset,
+        }
+        if oneway:
+            cmd = new_request(RequestCode.UPDATE_CONSUMER_OFFSET, header, oneway=True)
+            await self.remoting.invoke_oneway(addr, cmd)
+        else:
+            cmd = new_request(RequestCode.UPDATE_CONSUMER_OFFSET, header)
+            check(await self.remoting.invoke(addr, cmd, self.timeout), addr)
+
+    async def get_max_offset(self, addr: str, mq: MessageQueue) -> int:
+        """GET_MAX_OFFSET: the next offset to be written."""
+        header = {"topic": mq.topic, "queueId": mq.queue_id}
+        return await self._offset_call(addr, RequestCode.GET_MAX_OFFSET, header)
+
+    async def get_min_offset(self, addr: str, mq: MessageQueue) -> int:
+        """GET_MIN_OFFSET."""
+        header = {"topic": mq.topic, "queueId": mq.queue_id}
+        return await self._offset_call(addr, RequestCode.GET_MIN_OFFSET, header)
+
+    async def search_offset(self, addr: str, mq: MessageQueue, timestamp_ms: int) -> int:
+        """SEARCH_OFFSET_BY_TIMESTAMP."""
+        header = {"topic": mq.topic, "queueId": mq.queue_id, "timestamp": timestamp_ms}
+        return await self._offset_call(addr, RequestCode.SEARCH_OFFSET_BY_TIMESTAMP, header)
+
+    async def get_consumer_ids(self, addr: str, group: str) -> list[str]:
+        """GET_CONSUMER_LIST_BY_GROUP."""
+        cmd = new_request(RequestCode.GET_CONSUMER_LIST_BY_GROUP, {"consumerGroup": group})
+        resp = await self.remoting.invoke(addr, cmd, self.timeout)
+        check(resp, addr)
+        obj = fastjson.loads(resp.body) if resp.body else {}
+        return [str(c) for c in obj.get("consumerIdList") or []]
+
+    async def heartbeat(self, addr: str, data: dict[str, Any]) -> int:
+        """HEART_BEAT with HeartbeatData; fires with the broker's version."""
+        cmd = new_request(RequestCode.HEART_BEAT, None, fastjson.dumps(data))
+        resp = await self.remoting.invoke(addr, cmd, self.timeout)
+        check(resp, addr)
+        return resp.version
+
+    async def unregister_client(
+        self, addr: str, client_id: str, producer_group: str | None, consumer_group: str | None
+    ) -> None:
+        """UNREGISTER_CLIENT for one group."""
+        header = {
+            "clientID": client_id,
+            "producerGroup": producer_group,
+            "consumerGroup": consumer_group,
+        }
+        resp = await self.remoting.invoke(
+            addr, new_request(RequestCode.UNREGISTER_CLIENT, header), self.timeout
+        )
+        check(resp, addr)
+
+    async def send_back(
+        self, addr: str, msg: MessageExt, group: str, delay_level: int, max_reconsume: int
+    ) -> None:
+        """CONSUMER_SEND_MSG_BACK for a failed message."""
+        header = {
+            "offset": msg.commit_log_offset,
+            "group": group,
+            "delayLevel": delay_level,
+            "originMsgId": msg.msg_id,
+            "originTopic": msg.topic,
+            "unitMode": False,
+            "maxReconsumeTimes": max_reconsume,
+        }
+        cmd = new_request(RequestCode.CONSUMER_SEND_MSG_BACK, header)
+        check(await self.remoting.invoke(addr, cmd, self.timeout), addr)
+
+    async def lock_batch(
+        self, addr: str, group: str, client_id: str, mqs: Iterable[MessageQueue]
+    ) -> set[MessageQueue]:
+        """LOCK_BATCH_MQ; fires with the queues now locked by this client."""
+        body = {
+            "clientId": client_id,
+            "consumerGroup": group,
+            "mqSet": [mq.to_json_obj() for mq in mqs],
+        }
+        cmd = new_request(RequestCode.LOCK_BATCH_MQ, None, fastjson.dumps(body))
+        resp = await self.remoting.invoke(addr, cmd, self.timeout)
+        check(resp, addr)
+        obj = fastjson.loads(resp.body) if resp.body else {}
+        return {MessageQueue.from_json_obj(o) for o in obj.get("lockOKMQSet") or []}
+
+    async def unlock_batch(
+        self,
+        addr: str,
+        group: str,
+        client_id: str,
+        mqs: Iterable[MessageQueue],
+        *,
+        oneway: bool,
+    ) -> None:
+        """UNLOCK_BATCH_MQ (oneway on rebalance, a request at shutdown)."""
+        body = fastjson.dumps(
+            {
+                "clientId": client_id,
+                "consumerGroup": group,
+                "mqSet": [mq.to_json_obj() for mq in mqs],
+            }
+        )
+        if oneway:
+            cmd = new_request(RequestCode.UNLOCK_BATCH_MQ, None, body, oneway=True)
+            await self.remoting.invoke_oneway(addr, cmd)
+        else:
+            cmd = new_request(RequestCode.UNLOCK_BATCH_MQ, None, body)
+            check(await self.remoting.invoke(addr, cmd, self.timeout), addr)
+
+    async def end_transaction(
+        self, addr: str, header: dict[str, object], remark: str | None = None
+    ) -> None:
+        """END_TRANSACTION, oneway."""
+        cmd = new_request(RequestCode.END_TRANSACTION, header, oneway=True)
+        cmd.remark = remark
+        await self.remoting.invoke_oneway(addr, cmd)

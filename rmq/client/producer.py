@@ -1,0 +1,534 @@
+"""The Producer (Java ``DefaultMQProducer``): Deferred-based sends over SEND_MESSAGE_V2.
+
+Sends carry a JSON header with string values and one-letter keys (``SendMessageRequestHeaderV2``),
+version ≥ 401, and a ``UNIQ_KEY`` in Java's layout. Many sends may be in flight; the bound (count
+and bytes) makes an over-eager caller wait on a Deferred instead of growing a queue.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from rmq.client.api import (
+    DEFAULT_TOPIC,
+    SendResult,
+    TopicRoute,
+)
+from rmq.client.config import ClientConfig
+from rmq.client.flowcontrol import InFlightLimiter
+from rmq.client.instance import MQClientInstance, RemotingFactory, get_instance
+from rmq.client.interfaces import IMessageQueueSelector
+from rmq.client.latency import LatencyFaultTolerance
+from rmq.client.message_queue import MessageQueue
+from rmq.common.asyncutil import deferred_api, global_reactor, now_ms
+from rmq.common.errors import MQBrokerError, MQClientError, RemotingError, RMQError
+from rmq.common.message import (
+    DELAY,
+    KEYS,
+    TAGS,
+    UNIQ_KEY,
+    WAIT,
+    Message,
+    MessageExt,
+    MessageSysFlag,
+    UniqueIdGenerator,
+    encode_batch,
+    properties_to_string,
+)
+from rmq.remoting.codes import ResponseCode
+
+MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+COMPRESS_OVER = 4 * 1024
+_TOPIC_RE = re.compile(r"^[%|a-zA-Z0-9_-]+$")
+_FORBIDDEN_TOPICS = {
+    "SCHEDULE_TOPIC_XXXX",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+    DEFAULT_TOPIC,
+}
+# Response codes after which Java retries a send on another broker.
+RETRY_CODES = {
+    ResponseCode.TOPIC_NOT_EXIST,
+    ResponseCode.SERVICE_NOT_AVAILABLE,
+    ResponseCode.SYSTEM_ERROR,
+    ResponseCode.NO_PERMISSION,
+    ResponseCode.NO_BUYER_ID,
+    ResponseCode.NOT_IN_CURRENT_UNIT,
+}
+
+
+def check_topic(topic: str) -> None:
+    """Java ``Validators.checkTopic`` + the forbidden system topics; MQClientError if bad."""
+    if not topic or not topic.strip():
+        raise MQClientError("The specified topic is blank")
+    if len(topic) > 127:
+        raise MQClientError("The specified topic is longer than topic max length 127.")
+    if not _TOPIC_RE.match(topic):
+        raise MQClientError(f"The specified topic[{topic}] contains illegal characters")
+    if topic in _FORBIDDEN_TOPICS:
+        raise MQClientError(f"Sending message to topic[{topic}] is forbidden.")
+
+
+def check_message(msg: Message, max_size: int = MAX_MESSAGE_SIZE) -> None:
+    """Topic rules, non-empty body, body ≤ ``max_size``; MQClientError otherwise."""
+    check_topic(msg.topic)
+    if not msg.body:
+        raise MQClientError("the message body length is zero")
+    if len(msg.body) > max_size:
+        raise MQClientError(f"the message body size over max value, MAX: {max_size}")
+
+
+def new_message(
+    topic: str,
+    body: bytes,
+    *,
+    tags: str | None = None,
+    keys: str | Sequence[str] | None = None,
+    delay_level: int = 0,
+    properties: dict[str, str] | None = None,
+    flag: int = 0,
+) -> Message:
+    """Build a Message like Java's constructors (WAIT=true, TAGS, KEYS, DELAY)."""
+    props = dict(properties or {})
+    if tags:
+        props[TAGS] = tags
+    if keys:
+        props[KEYS] = keys if isinstance(keys, str) else " ".join(keys)
+    if delay_level > 0:
+        props[DELAY] = str(delay_level)
+    props.setdefault(WAIT, "true")
+    return Message(topic, body, flag, props)
+
+
+class TopicPublishInfo:
+    """Writable queues of a topic and a round-robin index (Java ``TopicPublishInfo``)."""
+
+    def __init__(self, queues: list[MessageQueue], route: TopicRoute | None) -> None:
+        self.queues = queues
+        self.route = route
+        self.index = 0
+
+    def next_queue(
+        self, lft: LatencyFaultTolerance | None, last_broker: str | None
+    ) -> MessageQueue:
+        """Round-robin, skipping unavailable brokers and the one that just failed."""
+        n = len(self.queues)
+        for _ in range(n):
+            mq = self.queues[self.index % n]
+            self.index += 1
+            if mq.broker_name == last_broker and len({q.broker_name for q in self.queues}) > 1:
+                continue
+            if lft is None or lft.is_available(mq.broker_name):
+                return mq
+        if lft is not None:
+            best = lft.pick_one_at_least()
+            cands = [q for q in self.queues if q.broker_name == best and best != last_broker]
+            if cands:
+                mq = cands[self.index % len(cands)]
+                self.index += 1
+                return mq
+        for _ in range(n):
+            mq = self.queues[self.index % n]
+            self.index += 1
+            if mq.broker_name != last_broker:
+                return mq
+        mq = self.queues[self.index % n]
+        self.index += 1
+        return mq
+
+
+class Producer:
+    """Sends messages; every method returns a Deferred.
+
+    Args:
+        group: producer group.
+        namesrv_addr: ``"host:port;host:port"``; else the ``rocketmq.namesrv.addr`` property,
+            ``NAMESRV_ADDR``, or the HTTP endpoint ``rocketmq.namesrv.domain``.
+        clock: reactor for timers and time (``None`` → the global reactor).
+        send_timeout: seconds for all attempts of one send (Java ``sendMsgTimeout`` 3 s).
+        retry_times: extra attempts on another broker (Java ``retryTimesWhenSendFailed`` 2).
+        max_in_flight / max_in_flight_bytes: the bound on concurrent sends.
+        compress_over: bodies at least this long are zlib-compressed (4 KiB).
+        latency_avoidance: Java's ``sendLatencyFaultEnable``.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        group: str,
+        namesrv_addr: str | None = None,
+        clock: IReactorTime | None = None,
+        *,
+        instance_name: str = "DEFAULT",
+        client_ip: str | None = None,
+        properties: dict[str, str] | None = None,
+        send_timeout: float = 3.0,
+        retry_times: int = 2,
+        max_in_flight: int = 1000,
+        max_in_flight_bytes: int = 64 * 1024 * 1024,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        compress_over: int = COMPRESS_OVER,
+        compress_level: int = 5,
+        default_topic_queue_nums: int = 4,
+        latency_avoidance: bool = True,
+        retry_another_broker_when_not_store_ok: bool = False,
+        remoting_factory: RemotingFactory | None = None,
+    ) -> None:
+        self.group = group
+        self.clock: IReactorTime = clock if clock is not None else global_reactor()
+        self.config = ClientConfig(
+            namesrv_addr=namesrv_addr,
+            properties=dict(properties or {}),
+            instance_name=instance_name,
+            client_ip=client_ip,
+            request_timeout=send_timeout,
+        )
+        self.send_timeout = send_timeout
+        self.retry_times = retry_times
+        self.max_message_size = max_message_size
+        self.compress_over = compress_over
+        self.compress_level = compress_level
+        self.default_topic_queue_nums = default_topic_queue_nums
+        self.retry_another_broker_when_not_store_ok = retry_another_broker_when_not_store_ok
+        self.limiter = InFlightLimiter(max_in_flight, max_in_flight_bytes)
+        self.lft = LatencyFaultTolerance(self.clock) if latency_avoidance else None
+        self._remoting_factory = remoting_factory
+        self._publish: dict[str, TopicPublishInfo] = {}
+        self._instance: MQClientInstance | None = None
+        self._ids: UniqueIdGenerator | None = None
+        self.transaction_check_hook: Any = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def instance(self) -> MQClientInstance:
+        """The client instance (after start)."""
+        if self._instance is None:
+            raise MQClientError("The producer service state not OK, call start() first")
+        return self._instance
+
+    @property
+    def client_id(self) -> str:
+        """This producer's client id."""
+        return self.instance.client_id
+
+    @deferred_api
+    async def start(self) -> None:
+        """Register with the client instance and start it (first heartbeat sent at once)."""
+        if self._instance is not None:
+            return
+        inst = get_instance(self.config, self.clock, self._remoting_factory)
+        inst.register_producer(self)
+        try:
+            await inst.start()
+        except BaseException:
+            inst.producers.pop(self.group, None)
+            raise
+        self._instance = inst
+        self._ids = UniqueIdGenerator(ip=_ip_of(inst.client_id))
+        await inst.send_heartbeat_to_all()
+
+    @deferred_api
+    async def shutdown(self) -> None:
+        """Unregister from every broker and release the client instance."""
+        inst = self._instance
+        if inst is None:
+            return
+        self._instance = None
+        self.limiter.fail_waiters(MQClientError("producer shut down"))
+        await inst.unregister(self.group, None)
+        await inst.shutdown()
+
+    # --- instance callbacks -------------------------------------------------------------------
+
+    def topics(self) -> set[str]:
+        """Topics this producer sends to (routes kept fresh by the instance)."""
+        return set(self._publish)
+
+    def on_route(self, topic: str, route: TopicRoute) -> None:
+        """New route: rebuild the writable queue list (keeps the round-robin index)."""
+        queues = route.publish_queues(topic)
+        old = self._publish.get(topic)
+        info = TopicPublishInfo(queues, route)
+        if old is not None:
+            info.index = old.index
+        if queues:
+            self._publish[topic] = info
+
+    def check_transaction_state(self, addr: str, msg: MessageExt, header: dict[str, str]) -> None:
+        """CHECK_TRANSACTION_STATE hook for a transactional producer (none here: ignored)."""
+        if self.transaction_check_hook is not None:
+            self.transaction_check_hook(addr, msg, header)
+        else:
+            self.log.warn(
+                "CHECK_TRANSACTION_STATE but no transaction listener on {g}", g=self.group
+            )
+
+    # --- routing ------------------------------------------------------------------------------
+
+    async def _publish_info(self, topic: str) -> TopicPublishInfo:
+        info = self._publish.get(topic)
+        if info is not None and info.queues:
+            return info
+        inst = self.instance
+        try:
+            route = await inst.update_route(topic)
+            info = TopicPublishInfo(route.publish_queues(topic), route)
+        except MQBrokerError as e:
+            if e.code != ResponseCode.TOPIC_NOT_EXIST:
+                raise
+            info = None
+        if info is None or not info.queues:
+            # No route yet: let the broker auto-create it from TBW102 (Java does this too).
+            try:
+                default = await inst.api.get_route(DEFAULT_TOPIC)
+            except MQBrokerError as e:
+                raise MQClientError(
+                    f"No route info of this topic: {topic}, and no {DEFAULT_TOPIC} route"
+                ) from e
+            inst._apply_route(DEFAULT_TOPIC, default)
+            queues = []
+            for q in default.queue_datas:
+                n = min(self.default_topic_queue_nums, q.read_queue_nums)
+                if q.perm & 0x2 and inst.master_addr(q.broker_name):
+                    queues += [MessageQueue(topic, q.broker_name, i) for i in range(n)]
+            if not queues:
+                raise MQClientError(f"No route info of this topic: {topic}")
+            return TopicPublishInfo(queues, None)
+        self._publish[topic] = info
+        return info
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def send(
+        self,
+        msg: Message | Sequence[Message],
+        selector: IMessageQueueSelector | MessageQueue | None = None,
+        arg: Any = None,
+        *,
+        timeout: float | None = None,
+    ) -> Deferred[SendResult]:
+        """Send a message (or a list as one batch) and fire with its :class:`SendResult`.
+
+        ``selector`` is an :class:`IMessageQueueSelector` (ordered send, ``arg`` is its key; no
+        failover to another queue) or a fixed :class:`MessageQueue`. Fails with MQClientError
+        (bad message, no route), MQBrokerError (refused) or a RemotingError after all attempts.
+        """
+        return Deferred.fromCoroutine(self._send(msg, selector, arg, timeout))
+
+    @deferred_api
+    async def send_oneway(self, msg: Message) -> None:
+        """Send without waiting for an answer (no retry); fires once written."""
+        body, sys_flag = self._prepare(msg)
+        info = await self._publish_info(msg.topic)
+        mq = info.next_queue(self.lft, None)
+        addr = self._addr(mq)
+        await self.instance.api.send_oneway(addr, self._header(msg, mq, sys_flag), body)
+
+    async def _send(
+        self,
+        msg: Message | Sequence[Message],
+        selector: IMessageQueueSelector | MessageQueue | None,
+        arg: Any,
+        timeout: float | None,
+    ) -> SendResult:
+        batch = not isinstance(msg, Message)
+        if batch:
+            msgs = list(msg)  # type: ignore[arg-type]
+            if not msgs:
+                raise MQClientError("the batch is empty")
+            topic = msgs[0].topic
+            for m in msgs:
+                if m.topic != topic:
+                    raise MQClientError("messages of a batch must have the same topic")
+                if m.properties.get(DELAY) or topic.startswith("%RETRY%"):
+                    raise MQClientError("a batch may not hold delayed or retry messages")
+                check_message(m, self.max_message_size)
+                m.properties.setdefault(UNIQ_KEY, self._next_id())
+            body = encode_batch(msgs)
+            if len(body) > self.max_message_size:
+                raise MQClientError(f"the batch size over max value, MAX: {self.max_message_size}")
+            sys_flag = 0
+            first = Message(topic, b"", 0, {WAIT: "true"})
+        else:
+            single: Message = msg  # type: ignore[assignment]
+            body, sys_flag = self._prepare(single)
+            first = single
+            topic = single.topic
+        size = len(body)
+        await self.limiter.acquire(size)
+        try:
+            return await self._send_with_retries(
+                first,
+                body,
+                sys_flag,
+                batch,
+                selector,
+                arg,
+                timeout or self.send_timeout,
+                msgs if batch else None,
+            )
+        finally:
+            self.limiter.release(size)
+
+    def _next_id(self) -> str:
+        if self._ids is None:
+            raise MQClientError("The producer service state not OK, call start() first")
+        return self._ids.next_id()
+
+    def _prepare(self, msg: Message) -> tuple[bytes, int]:
+        check_message(msg, self.max_message_size)
+        msg.properties.setdefault(UNIQ_KEY, self._next_id())
+        body, sys_flag = msg.body, 0
+        if len(body) >= self.compress_over:
+            body = zlib.compress(body, self.compress_level)
+            sys_flag |= MessageSysFlag.COMPRESSED_FLAG | MessageSysFlag.COMPRESSION_ZLIB_TYPE
+        return body, sys_flag
+
+    def _header(
+        self, msg: Message, mq: MessageQueue, sys_flag: int, batch: bool = False
+    ) -> dict[str, object]:
+        header: dict[str, object] = {
+            "a": self.group,
+            "b": mq.topic,
+            "c": DEFAULT_TOPIC,
+            "d": self.default_topic_queue_nums,
+            "e": mq.queue_id,
+            "f": sys_flag,
+            "g": now_ms(self.clock),
+            "h": msg.flag,
+            "i": properties_to_string(msg.properties),
+            "j": 0,
+            "k": False,
+            "m": batch,
+            "n": mq.broker_name,
+        }
+        if mq.topic.startswith("%RETRY%"):
+            rt = msg.properties.get("RECONSUME_TIME")
+            if rt is not None:
+                header["j"] = int(rt)
+            mrt = msg.properties.get("MAX_RECONSUME_TIMES")
+            if mrt is not None:
+                header["l"] = int(mrt)
+        return header
+
+    def _addr(self, mq: MessageQueue) -> str:
+        addr = self.instance.master_addr(mq.broker_name)
+        if addr is None:
+            raise MQClientError(f"The broker[{mq.broker_name}] not exist")
+        return addr
+
+    async def _send_with_retries(
+        self,
+        msg: Message,
+        body: bytes,
+        sys_flag: int,
+        batch: bool,
+        selector: IMessageQueueSelector | MessageQueue | None,
+        arg: Any,
+        timeout: float,
+        msgs: list[Message] | None,
+    ) -> SendResult:
+        info = await self._publish_info(msg.topic)
+        ordered = selector is not None
+        attempts = 1 if ordered else 1 + self.retry_times
+        begin = self.clock.seconds()
+        last_broker: str | None = None
+        last_error: Exception | None = None
+        for attempt in range(attempts):
+            left = timeout - (self.clock.seconds() - begin)
+            if left <= 0:
+                break
+            if isinstance(selector, MessageQueue):
+                mq = selector
+            elif selector is not None:
+                mq = IMessageQueueSelector(selector).select(list(info.queues), msg, arg)
+            else:
+                mq = info.next_queue(self.lft, last_broker)
+            last_broker = mq.broker_name
+            start = self.clock.seconds()
+            try:
+                addr = self._addr(mq)
+                header = self._header(msg, mq, sys_flag, batch)
+                result = await self.instance.api.send(
+                    addr, mq, header, body, batch=batch, timeout=left
+                )
+            except (RemotingError, MQBrokerError) as e:
+                if self.lft is not None:
+                    self.lft.update(mq.broker_name, (self.clock.seconds() - start) * 1000, True)
+                if isinstance(e, MQBrokerError) and e.code not in RETRY_CODES:
+                    raise
+                last_error = e
+                self.log.warn(
+                    "Send to {broker} failed (attempt {n}): {e}",
+                    broker=mq.broker_name,
+                    n=attempt + 1,
+                    e=e,
+                )
+                if not ordered:
+                    info = await self._refresh_after_error(msg.topic, info)
+                continue
+            except MQClientError as e:
+                last_error = e
+                continue
+            if self.lft is not None:
+                self.lft.update(mq.broker_name, (self.clock.seconds() - start) * 1000, False)
+            if msgs is not None:
+                uniq = ",".join(m.properties.get(UNIQ_KEY, "") for m in msgs)
+            else:
+                uniq = msg.properties.get(UNIQ_KEY, "")
+            result = _with_msg_id(result, uniq)
+            if (
+                result.status.name != "SEND_OK"
+                and self.retry_another_broker_when_not_store_ok
+                and attempt + 1 < attempts
+            ):
+                continue
+            return result
+        if last_error is None:
+            raise MQClientError(f"Send of a message to {msg.topic} timed out after {timeout} s")
+        if isinstance(last_error, RMQError):
+            raise last_error
+        raise MQClientError(str(last_error))
+
+    async def _refresh_after_error(self, topic: str, info: TopicPublishInfo) -> TopicPublishInfo:
+        try:
+            route = await self.instance.update_route(topic)
+        except RMQError:
+            return info
+        queues = route.publish_queues(topic)
+        if queues:
+            new = TopicPublishInfo(queues, route)
+            new.index = info.index
+            self._publish[topic] = new
+            return new
+        return info
+
+
+def _with_msg_id(result: SendResult, msg_id: str) -> SendResult:
+    return attrs.evolve(result, msg_id=msg_id)
+
+
+def _ip_of(client_id: str) -> str:
+    ip = client_id.split("@", 1)[0]
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+        return ip
+    except OSError:
+        return "127.0.0.1"
+
+
+__all__ = ["Producer", "new_message", "check_message", "check_topic", "TopicPublishInfo"]
