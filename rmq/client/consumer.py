@@ -257,15 +257,23 @@ class _ConsumerBase:
             self.offset_store = RemoteBrokerOffsetStore(inst.api, self.group, inst.master_addr)
         await self.offset_store.load()
         self.running = True
-        for topic in list(self.subscriptions):
-            try:
-                await inst.update_route(topic)
-            except RMQError as e:
-                if topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
-                    continue
-                self.log.warn("No route for {topic} yet: {e}", topic=topic, e=e)
+        missing = await self._update_routes(list(self.subscriptions))
         await inst.send_heartbeat_to_all()
+        if missing:
+            # The heartbeat makes the broker create %RETRY%<group>; fetch its route now.
+            missing = await self._update_routes(missing)
+        for topic in missing:
+            self.log.warn("No route for {topic} yet", topic=topic)
         await self.rebalance()
+
+    async def _update_routes(self, topics: list[str]) -> list[str]:
+        missing = []
+        for topic in topics:
+            try:
+                await self.instance.update_route(topic)
+            except RMQError:
+                missing.append(topic)
+        return missing
 
     @deferred_api
     async def shutdown(self) -> None:
@@ -391,11 +399,12 @@ class _ConsumerBase:
         if self._rebalancing is not None:
             self._rebalance_again = True
             return succeed(None)
-        d = Deferred.fromCoroutine(self._rebalance_loop())
-        self._rebalancing = d
+        marker: Deferred[None] = Deferred()
+        self._rebalancing = marker
+        d = Deferred.fromCoroutine(self._rebalance_loop(marker))
         return d
 
-    async def _rebalance_loop(self) -> None:
+    async def _rebalance_loop(self, marker: Deferred[None]) -> None:
         try:
             while True:
                 self._rebalance_again = False
@@ -403,7 +412,8 @@ class _ConsumerBase:
                 if not self._rebalance_again or not self.running:
                     return
         finally:
-            self._rebalancing = None
+            if self._rebalancing is marker:
+                self._rebalancing = None
 
     async def _rebalance_once(self) -> None:
         inst = self.instance

@@ -237,6 +237,8 @@ class FakeCluster:
         changed = []
         for c in data["consumerDataSet"]:
             group = c["groupName"]
+            if c["messageModel"] == "CLUSTERING":
+                self.topics.setdefault("%RETRY%" + group, 1)
             members = self.members.setdefault(group, {})
             if data["clientID"] not in members:
                 members[data["clientID"]] = remote

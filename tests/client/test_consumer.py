@@ -1,0 +1,441 @@
+"""PushConsumer and PullConsumer against the recording fake cluster, on a Clock."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from rmq.client import (
+    CONSUME_SUCCESS,
+    RECONSUME_LATER,
+    ConsumeFromWhere,
+    MessageExt,
+    MessageModel,
+    MessageQueue,
+    Producer,
+    PullConsumer,
+    PushConsumer,
+    new_message,
+)
+from rmq.client.interfaces import IOffsetStore
+from rmq.client.offsets import LocalFileOffsetStore
+from rmq.common.message import RETRY_TOPIC, BrokerMessage, Message
+from rmq.remoting.codes import RequestCode
+from rmq.remoting.command import new_request
+from tests.client.fakes import NAMESRV, FakeCluster
+
+
+def tq(c: PushConsumer | PullConsumer) -> list[MessageQueue]:
+    """Assigned queues of topic T (the retry topic's queue is assigned too)."""
+    return [mq for mq in c.assigned_queues() if mq.topic == "T"]
+
+
+class _Base(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.cluster = FakeCluster(self.clock, brokers=1, queues=4)
+        self.cluster.create_topic("T")
+        self.producer = Producer("PG", NAMESRV, self.clock, remoting_factory=self.cluster.connect)
+        self.successResultOf(self.producer.start())
+        self.consumers: list[PushConsumer | PullConsumer] = []
+        self.got: dict[str, list[MessageExt]] = {}
+
+    def tearDown(self) -> None:
+        for c in self.consumers:
+            self.successResultOf(c.shutdown())
+        self.successResultOf(self.producer.shutdown())
+        self.cluster.expire_holds()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def consumer(self, name: str, **kw: object) -> PushConsumer:
+        got = self.got.setdefault(name, [])
+
+        def listener(msgs: list[MessageExt]) -> object:
+            got.extend(msgs)
+            return CONSUME_SUCCESS
+
+        expr = str(kw.pop("expr", "*"))
+        kw.setdefault("listener", listener)
+        kw.setdefault("consume_from_where", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET)
+        c = PushConsumer(
+            str(kw.pop("group", "CG")),
+            NAMESRV,
+            self.clock,
+            instance_name=name,
+            client_ip="127.0.0.1",
+            remoting_factory=self.cluster.connect,
+            offset_store_dir=self.mktemp(),
+            **kw,  # type: ignore[arg-type]
+        )
+        c.subscribe("T", expr)
+        self.consumers.append(c)
+        return c
+
+    def send(self, n: int, **kw: str) -> None:
+        for i in range(n):
+            self.successResultOf(self.producer.send(new_message("T", b"m%d" % i, **kw)))
+        self.cluster.wake()
+
+
+class PushConsumerTests(_Base):
+    def test_consumes_and_commits(self) -> None:
+        """Messages sent are delivered once and offsets are committed to the broker every 5 s."""
+        c = self.consumer("c1")
+        self.successResultOf(c.start())
+        self.assertEqual(len(tq(c)), 4)
+        self.send(8)
+        self.assertEqual(
+            sorted(m.body for m in self.got["c1"]), sorted(b"m%d" % i for i in range(8))
+        )
+        self.clock.advance(5)
+        offsets = {k[3]: v for k, v in self.cluster.offsets.items() if k[2] == "T"}
+        self.assertEqual(offsets, {0: 2, 1: 2, 2: 2, 3: 2})
+        pulls = self.cluster.sent(RequestCode.PULL_MESSAGE)
+        ext = pulls[-1][1].ext_fields
+        self.assertEqual(ext["suspendTimeoutMillis"], "15000")
+        self.assertEqual(int(ext["sysFlag"]) & 0x2, 0x2)
+
+    def test_retry_subscription_in_heartbeat(self) -> None:
+        """A clustering consumer subscribes %RETRY%<group> and heartbeats its subscriptions."""
+        c = self.consumer("c1", expr="TagA || TagB")
+        self.successResultOf(c.start())
+        hb = json.loads(self.cluster.sent(RequestCode.HEART_BEAT)[-1][1].body)
+        [cd] = hb["consumerDataSet"]
+        subs = {s["topic"]: s for s in cd["subscriptionDataSet"]}
+        self.assertEqual(set(subs), {"T", "%RETRY%CG"})
+        self.assertEqual(subs["T"]["codeSet"], sorted([2598919, 2598920]))
+        self.assertEqual(cd["messageModel"], "CLUSTERING")
+
+    def test_tag_filter(self) -> None:
+        """Only messages whose tag matches the expression reach the listener."""
+        c = self.consumer("c1")
+        c.subscribe("T", "TagA")
+        self.successResultOf(c.start())
+        self.send(2, tags="TagA")
+        self.send(3, tags="TagB")
+        self.assertEqual(len(self.got["c1"]), 2)
+        self.assertTrue(all(m.tags == "TagA" for m in self.got["c1"]))
+
+    def test_two_consumers_split_then_take_over(self) -> None:
+        """Two members split the queues; when one stops the other owns all at once (notify)."""
+        a = self.consumer("a")
+        b = self.consumer("b")
+        self.successResultOf(a.start())
+        self.successResultOf(b.start())
+        self.clock.advance(0)
+        self.assertEqual(len(tq(a)) + len(tq(b)), 4)
+        self.assertEqual(len(tq(a)), 2)
+        self.assertFalse(set(tq(a)) & set(tq(b)))
+        self.send(8)
+        self.successResultOf(b.shutdown())
+        self.consumers.remove(b)
+        self.clock.advance(0)
+        self.assertEqual(len(tq(a)), 4)
+        self.send(8)
+        bodies = [m.body for m in self.got["a"] + self.got["b"]]
+        self.assertEqual(len(bodies), 16)
+
+    def test_reconsume_later_sends_back(self) -> None:
+        """RECONSUME_LATER sends CONSUMER_SEND_MSG_BACK and the offset moves on."""
+        c = self.consumer("c1", listener=lambda msgs: RECONSUME_LATER)
+        self.successResultOf(c.start())
+        self.send(1)
+        [(_, cmd)] = self.cluster.sent(RequestCode.CONSUMER_SEND_MSG_BACK)
+        self.assertEqual(cmd.ext_fields["group"], "CG")
+        self.assertEqual(cmd.ext_fields["delayLevel"], "0")
+        self.assertEqual(cmd.ext_fields["maxReconsumeTimes"], "16")
+        self.clock.advance(5)
+        self.assertEqual(sum(v for k, v in self.cluster.offsets.items() if k[2] == "T"), 1)
+
+    def test_listener_deferred_and_exception(self) -> None:
+        """A listener may fire a Deferred later; one that raises counts as RECONSUME_LATER."""
+        pending: list[Deferred[object]] = []
+
+        def listener(msgs: list[MessageExt]) -> Deferred[object]:
+            d: Deferred[object] = Deferred()
+            pending.append(d)
+            return d
+
+        c = self.consumer("c1", listener=listener)
+        self.successResultOf(c.start())
+        self.send(1)
+        self.assertEqual(len(pending), 1)
+        self.clock.advance(5)
+        self.assertEqual(sum(v for k, v in self.cluster.offsets.items() if k[2] == "T"), 0)
+        pending[0].callback(CONSUME_SUCCESS)
+        self.clock.advance(5)
+        self.assertEqual(sum(v for k, v in self.cluster.offsets.items() if k[2] == "T"), 1)
+
+        def boom(msgs: list[MessageExt]) -> object:
+            raise ValueError("boom")
+
+        c.listener = boom
+        self.send(1)
+        self.flushLoggedErrors(ValueError)
+        self.assertEqual(len(self.cluster.sent(RequestCode.CONSUMER_SEND_MSG_BACK)), 1)
+
+    def test_retry_topic_restored(self) -> None:
+        """Messages from %RETRY%<group> reach the listener under their original topic."""
+        c = self.consumer("c1")
+        self.successResultOf(c.start())
+        msg = BrokerMessage(
+            "%RETRY%CG", 0, b"again", properties={RETRY_TOPIC: "T"}, store_host="127.0.0.1:10911"
+        )
+        self.cluster.store("broker-a", "%RETRY%CG", 0, msg)
+        self.cluster.wake()
+        [m] = self.got["c1"]
+        self.assertEqual((m.topic, m.body), ("T", b"again"))
+
+    def test_resume_from_committed_offset(self) -> None:
+        """A restarted consumer continues from the committed offset, not from the start."""
+        c = self.consumer("c1")
+        self.successResultOf(c.start())
+        self.send(4)
+        self.successResultOf(c.shutdown())
+        self.consumers.remove(c)
+        self.send(4)
+        c2 = self.consumer("c2")
+        self.successResultOf(c2.start())
+        self.assertEqual(len(self.got["c2"]), 4)
+
+    def test_consume_from_last(self) -> None:
+        """A new group with CONSUME_FROM_LAST_OFFSET skips what was already there."""
+        self.send(4)
+        c = self.consumer("c1", consume_from_where=ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET)
+        self.successResultOf(c.start())
+        self.assertEqual(self.got["c1"], [])
+        self.send(2)
+        self.assertEqual(len(self.got["c1"]), 2)
+
+    def test_flow_control(self) -> None:
+        """A queue holding more than the threshold stops pulling until messages are consumed."""
+        pending: list[Deferred[object]] = []
+
+        def listener(msgs: list[MessageExt]) -> Deferred[object]:
+            d: Deferred[object] = Deferred()
+            pending.append(d)
+            return d
+
+        self.cluster.topics["T"] = 1
+        c = self.consumer(
+            "c1", listener=listener, pull_threshold_for_queue=3, consume_concurrency=100
+        )
+        self.successResultOf(c.start())
+        self.send(10)
+        pulls = len(self.cluster.sent(RequestCode.PULL_MESSAGE))
+        self.clock.advance(1)
+        self.assertEqual(len(self.cluster.sent(RequestCode.PULL_MESSAGE)), pulls)
+        for d in pending:
+            d.callback(CONSUME_SUCCESS)
+        self.clock.advance(0.05)
+        self.assertGreater(len(self.cluster.sent(RequestCode.PULL_MESSAGE)), pulls)
+
+    def test_pull_error_retries_after_a_second(self) -> None:
+        """A failed pull is retried after 1 s."""
+        c = self.consumer("c1")
+        self.successResultOf(c.start())
+        self.cluster.down.add(self.cluster.brokers["broker-a"])
+        self.cluster.expire_holds()
+        n = len(self.cluster.sent(RequestCode.PULL_MESSAGE))
+        self.clock.advance(1)
+        self.assertEqual(len(self.cluster.sent(RequestCode.PULL_MESSAGE)), n + 5)
+        self.cluster.down.clear()
+        self.clock.advance(1)
+        self.send(1)
+        self.assertEqual(len(self.got["c1"]), 1)
+
+    def test_broker_requests(self) -> None:
+        """GET_CONSUMER_RUNNING_INFO and CONSUME_MESSAGE_DIRECTLY are answered."""
+        c = self.consumer("c1")
+        self.successResultOf(c.start())
+        inst = c.instance
+        req = new_request(
+            RequestCode.GET_CONSUMER_RUNNING_INFO,
+            {"consumerGroup": "CG", "clientId": inst.client_id},
+        )
+        resp = inst.process_request(None, req)
+        self.assertEqual(resp.code, 0)
+        self.assertIn(b"subscriptionSet", resp.body)
+        self.send(1)
+        raw = (
+            self.cluster.queues[("broker-a", "T", 0)][0]
+            if ("broker-a", "T", 0) in self.cluster.queues
+            else next(iter(self.cluster.queues.values()))[0]
+        )
+        req = new_request(
+            RequestCode.CONSUME_MESSAGE_DIRECTLY,
+            {"consumerGroup": "CG", "clientId": inst.client_id},
+            raw,
+        )
+        resp = self.successResultOf(inst.process_request(None, req))
+        self.assertIn(b"CR_SUCCESS", resp.body)
+        req = new_request(999)
+        self.assertEqual(inst.process_request(None, req).code, 3)
+
+    def test_reset_offset(self) -> None:
+        """RESET_CONSUMER_CLIENT_OFFSET moves the group's queues to the given offsets."""
+        self.cluster.topics["T"] = 1
+        c = self.consumer("c1")
+        self.successResultOf(c.start())
+        self.send(3)
+        self.assertEqual(len(self.got["c1"]), 3)
+        body = b'{"offsetTable":{{"brokerName":"broker-a","queueId":0,"topic":"T"}:1}}'
+        req = new_request(
+            RequestCode.RESET_CONSUMER_CLIENT_OFFSET,
+            {"topic": "T", "group": "CG", "timestamp": 0},
+            body,
+            oneway=True,
+        )
+        self.assertIsNone(c.instance.process_request(None, req))
+        self.assertEqual(len(self.got["c1"]), 5)
+        self.assertEqual([m.queue_offset for m in self.got["c1"][3:]], [1, 2])
+
+    def test_rebalance_every_20s_and_new_queues(self) -> None:
+        """Raising the queue count is picked up by the route refresh and the next rebalance."""
+        c = self.consumer("c1")
+        self.successResultOf(c.start())
+        self.assertEqual(len(tq(c)), 4)
+        self.cluster.topics["T"] = 8
+        self.clock.advance(30)
+        self.clock.advance(10)
+        self.assertEqual(len(tq(c)), 8)
+
+    def test_orderly(self) -> None:
+        """Orderly: queues are locked, consumed in order, a failure retries the same message."""
+        self.cluster.topics["T"] = 1
+        seen: list[bytes] = []
+        fail_once = {b"m1"}
+
+        def listener(msgs: list[MessageExt]) -> object:
+            m = msgs[0]
+            seen.append(m.body)
+            if m.body in fail_once:
+                fail_once.discard(m.body)
+                return RECONSUME_LATER
+            return CONSUME_SUCCESS
+
+        c = self.consumer("c1", listener=listener, orderly=True)
+        self.successResultOf(c.start())
+        self.assertEqual(len(self.cluster.sent(RequestCode.LOCK_BATCH_MQ)), 1)
+        self.send(3)
+        self.assertEqual(seen, [b"m0", b"m1"])
+        self.clock.advance(1)
+        self.assertEqual(seen, [b"m0", b"m1", b"m1", b"m2"])
+        self.clock.advance(20)
+        self.assertEqual(len(self.cluster.sent(RequestCode.LOCK_BATCH_MQ)), 2)
+        self.successResultOf(c.shutdown())
+        self.consumers.remove(c)
+        [(_, unlock)] = self.cluster.sent(RequestCode.UNLOCK_BATCH_MQ)
+        self.assertFalse(unlock.is_oneway)
+        self.assertEqual(self.cluster.locks, {})
+
+    def test_orderly_lock_held_elsewhere(self) -> None:
+        """An orderly consumer does not pull a queue another client holds locked."""
+        self.cluster.topics["T"] = 1
+        self.cluster.locks[("broker-a", "CG", "T", 0)] = "someone-else"
+        c = self.consumer("c1", orderly=True)
+        self.successResultOf(c.start())
+        self.assertEqual(tq(c), [])
+
+
+class BroadcastingTests(_Base):
+    def test_each_consumer_gets_everything_and_offsets_in_file(self) -> None:
+        """Broadcasting: each consumer gets every message; offsets go to a local file."""
+        a = self.consumer("a", message_model=MessageModel.BROADCASTING)
+        b = self.consumer("b", message_model=MessageModel.BROADCASTING)
+        self.successResultOf(a.start())
+        self.successResultOf(b.start())
+        self.send(6)
+        self.assertEqual(len(self.got["a"]), 6)
+        self.assertEqual(len(self.got["b"]), 6)
+        self.assertEqual(self.cluster.sent(RequestCode.GET_CONSUMER_LIST_BY_GROUP), [])
+        self.clock.advance(5)
+        store = a.offset_store
+        assert isinstance(store, LocalFileOffsetStore)
+        verifyObject(IOffsetStore, store)
+        self.assertTrue(os.path.exists(store.path))
+        with open(store.path, "rb") as f:
+            table = LocalFileOffsetStore.parse(f.read())
+        self.assertEqual(sum(table.values()), 6)
+        self.assertEqual(self.cluster.sent(RequestCode.UPDATE_CONSUMER_OFFSET), [])
+
+    def test_local_store_reload(self) -> None:
+        """A local offset file is read back, also from its .bak when the main file is torn."""
+        d = self.mktemp()
+        s = LocalFileOffsetStore(d, "cid", "G")
+        mq = MessageQueue("T", "b", 1)
+        s.update_offset(mq, 7, False)
+        self.successResultOf(s.persist([mq]))
+        s.update_offset(mq, 9, False)
+        self.successResultOf(s.persist([mq]))
+        with open(s.path, "wb") as f:
+            f.write(b"{torn")
+        s2 = LocalFileOffsetStore(d, "cid", "G")
+        self.successResultOf(s2.load())
+        self.assertEqual(self.successResultOf(s2.read_offset(mq, True)), 7)
+
+
+class PullConsumerTests(_Base):
+    def pull_consumer(self, **kw: object) -> PullConsumer:
+        c = PullConsumer(
+            "LG",
+            NAMESRV,
+            self.clock,
+            remoting_factory=self.cluster.connect,
+            consume_from_where=ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET,
+            **kw,
+        )  # type: ignore[arg-type]
+        self.consumers.append(c)
+        return c
+
+    def test_assign_poll_seek_commit(self) -> None:
+        """assign + poll returns messages; seek rewinds; commit stores offsets."""
+        self.send(4)
+        c = self.pull_consumer(auto_commit=False)
+        mq = MessageQueue("T", "broker-a", 0)
+        c.assign([mq])
+        self.successResultOf(c.start())
+        self.assertIn(mq, self.successResultOf(c.fetch_queues("T")))
+        got = self.successResultOf(c.poll(timeout=1))
+        self.assertEqual([m.queue_offset for m in got], [0])
+        d = c.poll(timeout=1)
+        self.assertNoResult(d)
+        self.clock.advance(1)
+        self.assertEqual(self.successResultOf(d), [])
+        c.seek(mq, 0)
+        self.assertEqual(len(self.successResultOf(c.poll(timeout=1))), 1)
+        self.successResultOf(c.commit())
+        self.assertEqual(self.cluster.offsets[("broker-a", "LG", "T", 0)], 1)
+
+    def test_subscribe_poll_waits(self) -> None:
+        """A poll with nothing buffered fires as soon as a message arrives."""
+        c = self.pull_consumer()
+        c.subscribe("T", "*")
+        self.successResultOf(c.start())
+        self.assertEqual(len(tq(c)), 4)
+        d = c.poll(timeout=5)
+        self.assertNoResult(d)
+        self.send(1)
+        [m] = self.successResultOf(d)
+        self.assertEqual(m.body, b"m0")
+        self.assertEqual(self.successResultOf(c.poll(timeout=0)), [])
+        self.clock.advance(5)
+        self.assertEqual(sum(v for k, v in self.cluster.offsets.items() if k[1] == "LG"), 1)
+
+
+class ExportsTests(SynchronousTestCase):
+    def test_exports(self) -> None:
+        """rmq.client exports exactly its public API, and every name resolves."""
+        import rmq.client
+
+        for name in rmq.client.__all__:
+            self.assertTrue(hasattr(rmq.client, name), name)
+        self.assertIn("Producer", rmq.client.__all__)
+        self.assertIn("PushConsumer", rmq.client.__all__)
+        self.assertIn("PullConsumer", rmq.client.__all__)
+        self.assertIs(rmq.client.Message, Message)
