@@ -456,9 +456,7 @@ class ConsumerManager:
         new = info.compute_warnings()
         for text in new:
             if text not in info.warnings:
-                self.log.warn(
-                    "Consumer group {group}: {warning}", group=info.group_name, warning=text
-                )
+                self.log.warn("Consumer group {group}: {text}", group=info.group_name, text=text)
         info.warnings = new
 
     def _notify(self, info: ConsumerGroupInfo) -> None:
