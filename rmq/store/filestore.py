@@ -1,0 +1,918 @@
+"""``FileMessageStore``: RocketMQ's on-disk store (Java ``DefaultMessageStore``).
+
+Layout under ``storePathRootDir``: ``commitlog/``, ``consumequeue/TOPIC/QID/``, ``index/``,
+``checkpoint``, ``abort``, ``lock`` (protocol §11). Appends, dispatch and reads run on the reactor
+thread over mapped files; every fsync runs in the store's thread pool.
+
+Flush: under ASYNC_FLUSH a timer flushes every ``flushIntervalCommitLog`` ms and records are
+dispatched (consume queue, index, arrival listeners) as they are appended. Under SYNC_FLUSH puts
+are answered by group commit (one fsync answers every put appended before it started) and records
+are dispatched only once flushed, so consumers never see unflushed data.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from rmq.common.asyncutil import log_failure
+from rmq.common.message import (
+    TAGS,
+    WAIT,
+    BrokerMessage,
+    encode_host,
+    encode_stored_record,
+    string_to_properties,
+    tags_hash,
+)
+from rmq.store.commitlog import CommitLog, check_record
+from rmq.store.config import MessageStoreConfig
+from rmq.store.consumequeue import FILLER_SIZE, UNIT, ConsumeQueue
+from rmq.store.index import IndexService
+from rmq.store.interfaces import (
+    ArrivalListener,
+    GetMessageResult,
+    GetMessageStatus,
+    IMessageStore,
+    PutMessageResult,
+    PutMessageStatus,
+    QueryMessageResult,
+)
+from rmq.store.mappedfile import fdatasync_all
+from rmq.store.rules import (
+    MAX_FILTER_UNITS,
+    dispatch_tags_code,
+    goes_to_consume_queue,
+    index_keys,
+    key_matches,
+    offset_status,
+    prepare,
+)
+
+_CHECKPOINT = struct.Struct(">qqq")
+_I64 = struct.Struct(">q")
+_I32 = struct.Struct(">i")
+_I16 = struct.Struct(">h")
+_HEAD = struct.Struct(">iiiiiqqiq")
+
+RunBlocking = Callable[..., "Deferred[Any]"]
+# (phys, size, topic, queue_id, queue_offset or -1, tags_code, store_ts, index keys)
+DispatchEntry = tuple[int, int, str, int, int, int, int, list[str]]
+
+
+def disk_usage_ratio(path: str) -> float:
+    """Used fraction of the file system holding ``path`` (0.0-1.0)."""
+    u = shutil.disk_usage(path)
+    return (u.total - u.free) / u.total if u.total else 0.0
+
+
+class _Waiter:
+    __slots__ = ("end", "d", "result", "deadline")
+
+    def __init__(
+        self, end: int, d: Deferred[PutMessageResult], result: PutMessageResult, deadline: float
+    ) -> None:
+        self.end = end
+        self.d = d
+        self.result = result
+        self.deadline = deadline
+
+
+@implementer(IMessageStore)
+class FileMessageStore:
+    """The commit-log store.
+
+    ``run_blocking(f, *args) -> Deferred`` runs blocking calls (fsync); by default a private
+    thread pool on ``reactor`` (which must provide ``callFromThread``; defaults to ``clock``).
+    ``disk_usage(path) -> ratio`` is the disk probe (tests fake it).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: MessageStoreConfig,
+        clock: IReactorTime,
+        *,
+        reactor: Any = None,
+        run_blocking: RunBlocking | None = None,
+        disk_usage: Callable[[str], float] = disk_usage_ratio,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._reactor = reactor if reactor is not None else clock
+        self._run_blocking = run_blocking
+        self._pool: ThreadPool | None = None
+        self._disk_usage = disk_usage
+        self.root = config.store_path_root_dir
+        self._delays = config.delay_levels_ms()
+        self._sync = config.sync_flush
+        self.commitlog = CommitLog(config.commit_log_dir, config.mapped_file_size_commit_log)
+        self._cq_root = os.path.join(self.root, "consumequeue")
+        self._cqs: dict[tuple[str, int], ConsumeQueue] = {}
+        self.index = IndexService(
+            os.path.join(self.root, "index"), config.max_hash_slot_num, config.max_index_num
+        )
+        self._next_qoff: dict[tuple[str, int], int] = {}
+        self._listeners: list[ArrivalListener] = []
+        self._pending: deque[tuple[DispatchEntry, int]] = deque()  # (entry, end) awaiting flush
+        self._waiters: deque[_Waiter] = deque()
+        self._timeout_call: IDelayedCall | None = None
+        self._flushing = False
+        self._flushed = 0
+        self._idle: list[Deferred[None]] = []
+        self._inflight = 0
+        self._last_ts = 0
+        self._last_dispatched_ts = 0
+        self._last_appended_ts = 0
+        self._flushed_ts = 0
+        self._cq_flushed_ts = 0
+        self._last_thorough = 0.0
+        self._disk_full = False
+        self._disk_ratio = 0.0
+        self._loops: list[LoopingCall] = []
+        self._lock_fd: int | None = None
+        self._last_record = -1
+        self.running = False
+        self.recovered_abnormally = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        """Lock the directory, recover, create ``abort``, start the flush and cleanup timers."""
+        return maybeDeferred(self._start)
+
+    def _start(self) -> None:
+        os.makedirs(self.root, exist_ok=True)
+        self._lock_fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise RuntimeError(f"store {self.root} is locked by another process") from e
+            raise
+        abort = os.path.join(self.root, "abort")
+        abnormal = os.path.exists(abort)
+        t0 = time.monotonic()
+        self._recover(abnormal)
+        self.log.info(
+            "Store {root} recovered ({how}) to offset {offset} in {secs:.3f} s",
+            root=self.root,
+            how="abnormal" if abnormal else "normal",
+            offset=self.commitlog.max_offset,
+            secs=time.monotonic() - t0,
+        )
+        fd = os.open(abort, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.fsync(fd)
+        os.close(fd)
+        if self._run_blocking is None:
+            self._pool = ThreadPool(minthreads=1, maxthreads=2, name="rmq-store-flush")
+            self._pool.start()
+        self._flushed = self.commitlog.max_offset
+        self._last_thorough = self._clock.seconds()
+        self._check_disk()
+        c = self.config
+        for interval_ms, fn in (
+            (c.flush_interval_commit_log_ms, self._async_flush_tick),
+            (c.flush_interval_consume_queue_ms, self._cq_flush_tick),
+            (c.clean_resource_interval_ms, self._clean_tick),
+        ):
+            if fn == self._async_flush_tick and self._sync:
+                continue
+            loop = LoopingCall(fn)
+            loop.clock = self._clock
+            loop.start(interval_ms / 1000.0, now=False).addErrback(log_failure("store timer"))
+            self._loops.append(loop)
+        self.running = True
+
+    def stop(self) -> Deferred[None]:
+        """Flush everything, write the checkpoint, delete ``abort`` and close the files."""
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if not self.running:
+            return
+        self.running = False
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
+        while self._flushing or self._inflight:
+            d: Deferred[None] = Deferred()
+            self._idle.append(d)
+            await d
+        await self._flush_all()
+        self._answer_waiters(self._flushed)
+        if self._timeout_call is not None and self._timeout_call.active():
+            self._timeout_call.cancel()
+        self._timeout_call = None
+        self.commitlog.close()
+        for cq in self._cqs.values():
+            cq.close()
+        self.index.close()
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool = None
+        try:
+            os.unlink(os.path.join(self.root, "abort"))
+        except FileNotFoundError:
+            pass
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _run(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        self._inflight += 1
+        if self._run_blocking is not None:
+            d = self._run_blocking(f, *args)
+        else:
+            assert self._pool is not None
+            d = deferToThreadPool(cast(IReactorFromThreads, self._reactor), self._pool, f, *args)
+
+        def done(r: Any) -> Any:
+            self._inflight -= 1
+            self._maybe_idle()
+            return r
+
+        return d.addBoth(done)
+
+    def _maybe_idle(self) -> None:
+        if not self._flushing and not self._inflight and self._idle:
+            idle, self._idle = self._idle, []
+            for d in idle:
+                d.callback(None)
+
+    # --- put ----------------------------------------------------------------------------------
+
+    def put_message(self, msg: BrokerMessage) -> Deferred[PutMessageResult]:
+        """Append one record (see IMessageStore)."""
+        return self.put_messages((msg,))
+
+    def _store_ts(self) -> int:
+        ts = int(self._clock.seconds() * 1000)
+        if ts < self._last_ts:
+            ts = self._last_ts
+        self._last_ts = ts
+        return ts
+
+    def put_messages(self, msgs: Sequence[BrokerMessage]) -> Deferred[PutMessageResult]:
+        """Append records with consecutive queue offsets; answer per the flush mode."""
+        if not self.running:
+            return succeed(
+                PutMessageResult(PutMessageStatus.SERVICE_NOT_AVAILABLE, remark="store not running")
+            )
+        if self._disk_full:
+            return succeed(
+                PutMessageResult(
+                    PutMessageStatus.DISK_FULL,
+                    remark=f"disk usage {self._disk_ratio:.0%} is above "
+                    f"{self.config.disk_space_warning_level_ratio:.0%}: puts refused until it "
+                    "falls below",
+                )
+            )
+        if not msgs:
+            return succeed(PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, remark="empty batch"))
+        max_size = self.config.max_message_size
+        for msg in msgs:
+            bad = prepare(msg, max_size)
+            if bad is not None:
+                return succeed(bad)
+        store_ts = self._store_ts()
+        cl = self.commitlog
+        start = cl.max_offset
+        ids = []
+        first_phys = -1
+        first_qoff = -1
+        sync = self._sync
+        delays = self._delays
+        index_on = self.config.message_index_enable
+        limit = self.config.mapped_file_size_commit_log - 8
+        for msg in msgs:
+            topic = msg.topic
+            key = (topic, msg.queue_id)
+            in_cq = goes_to_consume_queue(msg.sys_flag)
+            qoff = self._next_qoff.get(key, 0) if in_cq else 0
+            raw = encode_stored_record(msg, qoff, 0, store_ts)
+            if len(raw) > limit:
+                return succeed(
+                    PutMessageResult(
+                        PutMessageStatus.MESSAGE_ILLEGAL,
+                        remark="record larger than a commit-log file",
+                    )
+                )
+            phys = cl.append(raw)
+            size = len(raw)
+            if in_cq:
+                self._next_qoff[key] = qoff + 1
+            if first_phys < 0:
+                first_phys, first_qoff = phys, qoff
+            ids.append((encode_host(msg.store_host) + _I64.pack(phys)).hex().upper())
+            tags = msg.tags_code
+            if topic == "SCHEDULE_TOPIC_XXXX":
+                tags = dispatch_tags_code(topic, tags, msg.properties, store_ts, delays)
+            entry: DispatchEntry = (
+                phys,
+                size,
+                topic,
+                msg.queue_id,
+                qoff if in_cq else -1,
+                tags,
+                store_ts,
+                index_keys(topic, msg.properties) if index_on else [],
+            )
+            if sync:
+                self._pending.append((entry, phys + size))
+            else:
+                self._dispatch(entry)
+        self._last_appended_ts = store_ts
+        result = PutMessageResult(
+            PutMessageStatus.PUT_OK,
+            wrote_offset=first_phys,
+            msg_id=",".join(ids),
+            queue_offset=first_qoff,
+            store_timestamp=store_ts,
+            msg_num=len(msgs),
+            wrote_bytes=cl.max_offset - start,
+        )
+        if not sync:
+            return succeed(result)
+        end = cl.max_offset
+        wait = msgs[0].properties.get(WAIT, "true") != "false"
+        if not wait:
+            self._group_commit()
+            return succeed(result)
+        d: Deferred[PutMessageResult] = Deferred()
+        deadline = self._clock.seconds() + self.config.sync_flush_timeout_ms / 1000.0
+        self._waiters.append(_Waiter(end, d, result, deadline))
+        if self._timeout_call is None:
+            self._arm_timeout()
+        self._group_commit()
+        return d
+
+    # --- dispatch -----------------------------------------------------------------------------
+
+    def _cq(self, topic: str, queue_id: int) -> ConsumeQueue:
+        cq = self._cqs.get((topic, queue_id))
+        if cq is None:
+            cq = ConsumeQueue(
+                self._cq_root, topic, queue_id, self.config.mapped_file_size_consume_queue
+            )
+            self._cqs[(topic, queue_id)] = cq
+        return cq
+
+    def _dispatch(self, entry: DispatchEntry) -> None:
+        phys, size, topic, qid, qoff, tags, ts, keys = entry
+        if qoff >= 0:
+            self._cq(topic, qid).put(qoff, phys, size, tags)
+        if keys:
+            self.index.put_keys(keys, phys, ts, ts)
+        self._last_dispatched_ts = ts
+        if qoff >= 0 and self._listeners:
+            for listener in list(self._listeners):
+                try:
+                    listener(topic, qid, qoff, tags)
+                except Exception:
+                    self.log.failure("Arrival listener failed")
+
+    # --- flush --------------------------------------------------------------------------------
+
+    def _group_commit(self) -> None:
+        """Start an fsync of everything appended so far unless one is running."""
+        if self._flushing:
+            return
+        target = self.commitlog.max_offset
+        if target <= self._flushed and not self._waiters and not self._pending:
+            return
+        fds = self.commitlog.files.dirty_fds()
+        ts = self._last_appended_ts
+        self._flushing = True
+        d = self._run(fdatasync_all, fds)
+        d.addCallbacks(self._commit_done, self._commit_failed, callbackArgs=(target, ts))
+
+    def _commit_done(self, _: object, target: int, ts: int) -> None:
+        self._flushing = False
+        if target > self._flushed:
+            self._flushed = target
+            self._flushed_ts = max(self._flushed_ts, ts)
+        pending = self._pending
+        while pending and pending[0][1] <= target:
+            self._dispatch(pending.popleft()[0])
+        self._answer_waiters(target)
+        self._maybe_idle()
+        if self.running and (self._waiters or pending):
+            self._group_commit()
+
+    def _commit_failed(self, failure: Failure) -> None:
+        self._flushing = False
+        self.log.failure("Commit-log fsync failed", failure)
+        self._maybe_idle()
+
+    def _answer_waiters(self, flushed: int) -> None:
+        waiters = self._waiters
+        while waiters and waiters[0].end <= flushed:
+            w = waiters.popleft()
+            if not w.d.called:
+                w.d.callback(w.result)
+        if not waiters and self._timeout_call is not None:
+            if self._timeout_call.active():
+                self._timeout_call.cancel()
+            self._timeout_call = None
+
+    def _arm_timeout(self) -> None:
+        if self._waiters:
+            delay = max(0.0, self._waiters[0].deadline - self._clock.seconds())
+            self._timeout_call = self._clock.callLater(delay, self._expire)
+        else:
+            self._timeout_call = None
+
+    def _expire(self) -> None:
+        """Answer puts whose flush took longer than syncFlushTimeout with FLUSH_DISK_TIMEOUT."""
+        now = self._clock.seconds()
+        waiters = self._waiters
+        while waiters and waiters[0].deadline <= now:
+            w = waiters.popleft()
+            w.result.status = PutMessageStatus.FLUSH_DISK_TIMEOUT
+            w.result.remark = "flush to disk timed out"
+            w.d.callback(w.result)
+        self._arm_timeout()
+
+    def _async_flush_tick(self) -> None:
+        """ASYNC_FLUSH: flush when >= flushCommitLogLeastPages are dirty or the thorough interval
+        has passed since the last full flush."""
+        if self._flushing:
+            return
+        now = self._clock.seconds()
+        dirty = self.commitlog.max_offset - self._flushed
+        thorough = (
+            now - self._last_thorough >= self.config.flush_commit_log_thorough_interval_ms / 1000
+        )
+        if dirty <= 0:
+            return
+        if dirty >= self.config.flush_commit_log_least_pages * 4096 or thorough:
+            self._last_thorough = now
+            self._group_commit()
+
+    def _cq_flush_tick(self) -> Deferred[None] | None:
+        """Flush consume queues and index files, then the checkpoint."""
+        if not self.running:
+            return None
+        ts = self._last_dispatched_ts
+        phys_ts = self._flushed_ts
+        fds = [fd for cq in self._cqs.values() for fd in cq.files.dirty_fds()]
+        fds += self.index.dirty_fds()
+        if not fds and ts == self._cq_flushed_ts:
+            return None
+        d = self._run(fdatasync_all, fds)
+
+        def flushed(_: object) -> Deferred[None] | None:
+            self._cq_flushed_ts = ts
+            return self._write_checkpoint(phys_ts, ts, ts)
+
+        d.addCallback(flushed)
+        return d
+
+    async def _flush_all(self) -> None:
+        """Flush commit log, consume queues, index and checkpoint (used at stop)."""
+        self._flushing = True
+        target = self.commitlog.max_offset
+        try:
+            fds = self.commitlog.files.dirty_fds()
+            await self._run(fdatasync_all, fds)
+        finally:
+            self._flushing = False
+        self._flushed = target
+        self._flushed_ts = self._last_appended_ts
+        while self._pending:
+            self._dispatch(self._pending.popleft()[0])
+        fds = [fd for cq in self._cqs.values() for fd in cq.files.dirty_fds()]
+        fds += self.index.dirty_fds()
+        await self._run(fdatasync_all, fds)
+        ts = self._last_dispatched_ts
+        await self._write_checkpoint(self._flushed_ts, ts, ts)
+
+    def _write_checkpoint(self, phys_ts: int, logics_ts: int, index_ts: int) -> Deferred[None]:
+        data = _CHECKPOINT.pack(phys_ts, logics_ts, index_ts) + bytes(4096 - 24)
+        return self._run(_write_file_sync, os.path.join(self.root, "checkpoint"), data)
+
+    def flush(self) -> Deferred[int]:
+        """Flush the commit log now (plus consume queues and index); fires with the offset."""
+        return Deferred.fromCoroutine(self._flush())
+
+    async def _flush(self) -> int:
+        while self._flushing:
+            d: Deferred[None] = Deferred()
+            self._idle.append(d)
+            await d
+        target = self.commitlog.max_offset
+        ts = self._last_appended_ts
+        self._flushing = True
+        try:
+            await self._run(fdatasync_all, self.commitlog.files.dirty_fds())
+        except BaseException:
+            self._flushing = False
+            raise
+        self._commit_done(None, target, ts)
+        d = self._cq_flush_tick()
+        if d is not None:
+            await d
+        return target
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def get_messages(
+        self,
+        topic: str,
+        queue_id: int,
+        offset: int,
+        max_count: int,
+        tags_filter: set[int] | frozenset[int] | None = None,
+    ) -> Deferred[GetMessageResult]:
+        """Read records through the consume queue (see IMessageStore)."""
+        return succeed(self.get_messages_now(topic, queue_id, offset, max_count, tags_filter))
+
+    def get_messages_now(
+        self,
+        topic: str,
+        queue_id: int,
+        offset: int,
+        max_count: int,
+        tags_filter: set[int] | frozenset[int] | None = None,
+    ) -> GetMessageResult:
+        """Synchronous body of ``get_messages`` (reads mapped files)."""
+        cq = self._cqs.get((topic, queue_id))
+        if cq is None:
+            return GetMessageResult(GetMessageStatus.NO_MATCHED_LOGIC_QUEUE, 0, 0, 0)
+        min_offset, max_offset = cq.min_offset, cq.max_offset
+        early = offset_status(offset, min_offset, max_offset)
+        if early is not None:
+            return GetMessageResult(early[0], early[1], min_offset, max_offset)
+        result = GetMessageResult(
+            GetMessageStatus.NO_MATCHED_MESSAGE, offset, min_offset, max_offset
+        )
+        msgs = result.messages
+        qoffs = result.queue_offsets
+        codes = result.tags_codes
+        limit_bytes = self.config.max_transfer_bytes_on_message_in_memory
+        total = 0
+        cl = self.commitlog
+        cl_min = cl.min_offset
+        i = offset
+        scan = max(max_count, MAX_FILTER_UNITS) if tags_filter is not None else max_count
+        missing = 0
+        done = False
+        while not done and i < max_offset and i - offset < scan:
+            units = cq.read_units(i, scan - (i - offset))
+            if not units:
+                break
+            for phys, size, tags in UNIT.iter_unpack(units):
+                if len(msgs) >= max_count:
+                    done = True
+                    break
+                if size == FILLER_SIZE or (tags_filter is not None and tags not in tags_filter):
+                    i += 1
+                    continue
+                if phys < cl_min:
+                    missing += 1
+                    i += 1
+                    continue
+                if msgs and total + size > limit_bytes:
+                    done = True
+                    break
+                raw = cl.read(phys, size)
+                if raw is None:
+                    missing += 1
+                    i += 1
+                    continue
+                msgs.append(raw)
+                qoffs.append(i)
+                codes.append(tags)
+                total += size
+                i += 1
+        result.next_begin_offset = i
+        if msgs:
+            result.status = GetMessageStatus.FOUND
+        elif missing:
+            result.status = GetMessageStatus.OFFSET_FOUND_NULL
+        return result
+
+    def get_min_offset_in_queue(self, topic: str, queue_id: int) -> int:
+        """First live unit of the queue (0 for an unknown queue)."""
+        cq = self._cqs.get((topic, queue_id))
+        return cq.min_offset if cq else 0
+
+    def get_max_offset_in_queue(self, topic: str, queue_id: int) -> int:
+        """Number of visible units (dispatched records) in the queue."""
+        cq = self._cqs.get((topic, queue_id))
+        return cq.max_offset if cq else 0
+
+    def _unit_ts(self, cq: ConsumeQueue, offset: int) -> int:
+        unit = cq.read_unit(offset)
+        if unit is None or unit[1] == FILLER_SIZE:
+            return -1
+        return self.commitlog.store_ts_at(unit[0])
+
+    def get_offset_in_queue_by_time(
+        self, topic: str, queue_id: int, timestamp_ms: int
+    ) -> Deferred[int]:
+        """Binary search of the queue by store time (see IMessageStore)."""
+        cq = self._cqs.get((topic, queue_id))
+        if cq is None:
+            return succeed(0)
+        lo, hi = cq.min_offset, cq.max_offset
+        while lo < hi:
+            mid = (lo + hi) // 2
+            ts = self._unit_ts(cq, mid)
+            if ts < timestamp_ms:
+                lo = mid + 1
+            else:
+                hi = mid
+        return succeed(lo)
+
+    def get_message_store_timestamp(self, topic: str, queue_id: int, offset: int) -> Deferred[int]:
+        """Store time of the record at ``offset`` of the queue (-1 if none)."""
+        cq = self._cqs.get((topic, queue_id))
+        return succeed(self._unit_ts(cq, offset) if cq else -1)
+
+    def get_earliest_message_time(self, topic: str, queue_id: int) -> Deferred[int]:
+        """Store time of the queue's oldest live record (-1 if none)."""
+        cq = self._cqs.get((topic, queue_id))
+        return succeed(self._unit_ts(cq, cq.min_offset) if cq else -1)
+
+    def get_earliest_store_time(self) -> Deferred[int]:
+        """Store time of the oldest record in the commit log (-1 if empty)."""
+        cl = self.commitlog
+        if cl.max_offset <= cl.min_offset:
+            return succeed(-1)
+        return succeed(cl.store_ts_at(cl.min_offset))
+
+    def look_message_by_offset(self, commit_log_offset: int) -> Deferred[bytes | None]:
+        """The record at ``commit_log_offset`` (None past the flushed end under SYNC_FLUSH)."""
+        visible = self._flushed if self._sync else self.commitlog.max_offset
+        if commit_log_offset >= visible:
+            return succeed(None)
+        return succeed(self.commitlog.record_at(commit_log_offset))
+
+    def query_message(
+        self, topic: str, key: str, max_num: int, begin_ms: int, end_ms: int
+    ) -> Deferred[QueryMessageResult]:
+        """Look ``topic#key`` up in the index files, re-checking each record's topic and keys."""
+        result = QueryMessageResult()
+        offsets = self.index.query(f"{topic}#{key}", max_num, begin_ms, end_ms)
+        seen: set[int] = set()
+        for phys in offsets:
+            if phys in seen:
+                continue
+            seen.add(phys)
+            raw = self.commitlog.record_at(phys)
+            if raw is None:
+                continue
+            topic_r, props = _topic_and_props(raw)
+            if topic_r != topic or not key_matches(key, props):
+                continue
+            result.messages.append(raw)
+            result.index_last_update_timestamp = max(
+                result.index_last_update_timestamp, self.commitlog.store_ts_at(phys)
+            )
+        result.index_last_update_phyoffset = self.index.end_phy
+        return succeed(result)
+
+    def get_min_phy_offset(self) -> int:
+        """Start of the oldest commit-log file."""
+        return self.commitlog.min_offset
+
+    def get_max_phy_offset(self) -> int:
+        """End of the last appended record."""
+        return self.commitlog.max_offset
+
+    def add_arrival_listener(self, listener: ArrivalListener) -> None:
+        """Register an arrival callback."""
+        self._listeners.append(listener)
+
+    def remove_arrival_listener(self, listener: ArrivalListener) -> None:
+        """Unregister an arrival callback."""
+        self._listeners.remove(listener)
+
+    def topic_queues(self) -> dict[str, list[int]]:
+        """Topics with consume queues and their queue ids."""
+        out: dict[str, list[int]] = {}
+        for topic, qid in sorted(self._cqs):
+            out.setdefault(topic, []).append(qid)
+        return out
+
+    # --- recovery -----------------------------------------------------------------------------
+
+    def _load_consume_queues(self) -> None:
+        if not os.path.isdir(self._cq_root):
+            return
+        for topic in sorted(os.listdir(self._cq_root)):
+            tdir = os.path.join(self._cq_root, topic)
+            if not os.path.isdir(tdir):
+                continue
+            for q in sorted(os.listdir(tdir)):
+                if not q.isdigit():
+                    continue
+                cq = self._cq(topic, int(q))
+                cq.recover()
+
+    def _read_checkpoint(self) -> tuple[int, int, int]:
+        try:
+            with open(os.path.join(self.root, "checkpoint"), "rb") as f:
+                data = f.read(24)
+        except FileNotFoundError:
+            return 0, 0, 0
+        if len(data) < 24:
+            return 0, 0, 0
+        return _CHECKPOINT.unpack(data)  # type: ignore[return-value]
+
+    def _recover(self, abnormal: bool) -> None:
+        """Load files, check the commit-log tail, re-dispatch and truncate (Java ``recover``)."""
+        self.recovered_abnormally = abnormal
+        cl = self.commitlog
+        cl.load()
+        self._load_consume_queues()
+        self.index.load()
+        files = cl.files.files
+        if not files:
+            cl.truncate(0)
+            return
+        phys_ts, logics_ts, index_ts = self._read_checkpoint()
+        if abnormal:
+            limit = min(phys_ts, logics_ts) - 3000
+            if self.config.message_index_safe:
+                limit = min(limit, index_ts)
+            start = 0
+            for i in range(len(files) - 1, -1, -1):
+                mf = files[i]
+                size, _magic = struct.unpack_from(">ii", mf.mm, 0)
+                if size <= 0:
+                    continue
+                (sys_flag,) = _I32.unpack_from(mf.mm, 36)
+                born = 20 if sys_flag & 0x10 else 8
+                (ts,) = _I64.unpack_from(mf.mm, 48 + born)
+                if 0 < ts <= limit:
+                    start = i
+                    break
+        else:
+            start = max(0, len(files) - 3)
+        end = self._scan_and_dispatch(start)
+        cl.truncate(end)
+        for cq in self._cqs.values():
+            cq.truncate_phys(end)
+            cq.correct_min_offset(cl.min_offset)
+        self._next_qoff = {k: cq.max_offset for k, cq in self._cqs.items()}
+        self._flushed = end
+        last_ts = cl.store_ts_at(self._last_record) if self._last_record >= 0 else 0
+        self._last_ts = max(last_ts, 0)
+        self._last_appended_ts = self._flushed_ts = self._last_ts
+        self._last_dispatched_ts = self._cq_flushed_ts = self._last_ts
+
+    def _scan_and_dispatch(self, start: int) -> int:
+        """Check records from file ``start`` on; re-dispatch those the queues or index lack.
+
+        Returns the offset after the last valid record."""
+        cl = self.commitlog
+        check_crc = self.config.check_crc_on_recover
+        index_end = self.index.end_phy
+        index_on = self.config.message_index_enable
+        files = cl.files.files
+        end = files[start].start
+        topics: dict[bytes, str] = {}
+        cqs = self._cqs
+        for mf in files[start:]:
+            pos = 0
+            limit = mf.size
+            stop = False
+            with memoryview(mf.mm) as mv:
+                while True:
+                    size = check_record(mv, pos, limit, check_crc)
+                    if size == 0:  # blank: go to the next file
+                        end = mf.end
+                        break
+                    if size < 0:
+                        stop = True
+                        break
+                    phys = mf.start + pos
+                    self._last_record = phys
+                    (_, _, _, qid, _, qoff, _, sys_flag, _) = _HEAD.unpack_from(mv, pos)
+                    p = pos + 84 + (12 if sys_flag & 0x10 else 0) + (12 if sys_flag & 0x20 else 0)
+                    (blen,) = _I32.unpack_from(mv, p)
+                    p += 4 + blen
+                    tlen = mv[p]
+                    traw = bytes(mv[p + 1 : p + 1 + tlen])
+                    topic = topics.get(traw)
+                    if topic is None:
+                        topic = topics[traw] = traw.decode("utf-8", "replace")
+                    in_cq = goes_to_consume_queue(sys_flag)
+                    cq = cqs.get((topic, qid)) if in_cq else None
+                    need_cq = in_cq and (cq is None or qoff >= cq.max_offset)
+                    need_index = index_on and phys > index_end
+                    if need_cq or need_index:
+                        p += 1 + tlen
+                        (plen,) = _I16.unpack_from(mv, p)
+                        props = string_to_properties(str(mv[p + 2 : p + 2 + plen], "utf-8"))
+                        born = 20 if sys_flag & 0x10 else 8
+                        (store_ts,) = _I64.unpack_from(mv, pos + 48 + born)
+                        tags = dispatch_tags_code(
+                            topic, tags_hash(props.get(TAGS)), props, store_ts, self._delays
+                        )
+                        if need_cq:
+                            self._cq(topic, qid).put(qoff, phys, size, tags)
+                        if need_index and (sys_flag & 0xC) != 0xC:
+                            self.index.put_keys(index_keys(topic, props), phys, store_ts, store_ts)
+                    pos += size
+                    end = mf.start + pos
+            if stop:
+                break
+        return end
+
+    # --- retention ----------------------------------------------------------------------------
+
+    def _check_disk(self) -> None:
+        try:
+            ratio = self._disk_usage(self.root)
+        except OSError:
+            self.log.failure("Disk usage probe failed")
+            return
+        self._disk_ratio = ratio
+        full = ratio >= self.config.disk_space_warning_level_ratio
+        if full and not self._disk_full:
+            self.log.error(
+                "Disk usage {ratio:.0%} above {limit:.0%}: refusing puts",
+                ratio=ratio,
+                limit=self.config.disk_space_warning_level_ratio,
+            )
+        elif self._disk_full and not full:
+            self.log.info("Disk usage {ratio:.0%}: accepting puts again", ratio=ratio)
+        self._disk_full = full
+
+    def _clean_tick(self) -> None:
+        """Delete expired commit-log files at deleteWhen or when the disk is over the ratio."""
+        self._check_disk()
+        if self._inflight or self._flushing:
+            return  # never close a file a flush thread is using
+        now = self._clock.seconds()
+        hours = {int(h) for h in self.config.delete_when.split(";") if h.strip().isdigit()}
+        at_hour = time.localtime(now).tm_hour in hours
+        over = self._disk_ratio * 100 >= self.config.disk_max_used_space_ratio
+        if not (at_hour or over):
+            return
+        self.delete_expired_files(now)
+
+    def delete_expired_files(self, now: float) -> int:
+        """Delete leading commit-log files older than fileReservedTime (never the last one),
+        then consume-queue and index files wholly below the new minimum. Returns files deleted."""
+        keep_s = self.config.file_reserved_time_hours * 3600
+        files = self.commitlog.files.files
+        deleted = 0
+        while len(files) > 1 and now - os.path.getmtime(files[0].path) > keep_s:
+            mf = files.pop(0)
+            self.log.info("Deleting expired commit-log file {path}", path=mf.path)
+            mf.destroy()
+            deleted += 1
+        if deleted:
+            phy_min = self.commitlog.min_offset
+            for cq in self._cqs.values():
+                cq.delete_files_below(phy_min)
+            self.index.delete_below(phy_min)
+        return deleted
+
+
+def _write_file_sync(path: str, data: bytes) -> None:
+    """Write ``data`` at the start of ``path`` and fsync it (runs in a flush thread)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data, 0)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _topic_and_props(raw: bytes) -> tuple[str, str]:
+    """Topic and property string of one encoded record."""
+    (sys_flag,) = _I32.unpack_from(raw, 36)
+    p = 84 + (12 if sys_flag & 0x10 else 0) + (12 if sys_flag & 0x20 else 0)
+    (blen,) = _I32.unpack_from(raw, p)
+    p += 4 + blen
+    tlen = raw[p]
+    topic = raw[p + 1 : p + 1 + tlen].decode("utf-8", "replace")
+    p += 1 + tlen
+    (plen,) = _I16.unpack_from(raw, p)
+    return topic, raw[p + 2 : p + 2 + plen].decode("utf-8", "replace")

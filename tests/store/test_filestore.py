@@ -1,0 +1,390 @@
+"""FileMessageStore: contract suite, on-disk layout, group commit, recovery and retention."""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from rmq.common.message import decode_messages
+from rmq.store.config import SYNC_FLUSH, MessageStoreConfig
+from rmq.store.filestore import FileMessageStore
+from rmq.store.interfaces import GetMessageStatus, PutMessageStatus
+from tests.store.contract import T0, IMessageStoreContract, make_msg
+
+
+def run_now(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    """Run a blocking call synchronously (deterministic tests)."""
+    return maybeDeferred(f, *args)
+
+
+class HeldRunner:
+    """Blocking calls wait in a list until the test releases them (to observe group commit)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
+
+    def __call__(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.calls.append((f, args, d))
+        return d
+
+    def release_one(self) -> None:
+        """Run the oldest held call and fire its Deferred."""
+        f, args, d = self.calls.pop(0)
+        d.callback(f(*args))
+
+    def release_all(self) -> None:
+        """Run held calls until none is left."""
+        while self.calls:
+            self.release_one()
+
+
+def small_config(root: str, **kw: Any) -> MessageStoreConfig:
+    """A config with small files so tests roll files."""
+    base = {
+        "store_path_root_dir": root,
+        "mapped_file_size_commit_log": 64 * 1024,
+        "mapped_file_size_consume_queue": 20 * 50,
+        "max_hash_slot_num": 64,
+        "max_index_num": 200,
+    }
+    base.update(kw)
+    return MessageStoreConfig(**base)
+
+
+class FileStoreTestBase(SynchronousTestCase):
+    """Helpers to open and reopen stores in a temp dir."""
+
+    def open_store(
+        self, clock: Clock, root: str | None = None, runner: Any = run_now, **kw: Any
+    ) -> FileMessageStore:
+        """Open a started store (closed at cleanup)."""
+        self.root = root or getattr(self, "root", None) or self.mktemp()
+        store = FileMessageStore(
+            small_config(self.root, **kw),
+            clock,
+            run_blocking=runner,
+            disk_usage=lambda path: self.disk_ratio,
+        )
+        self.successResultOf(store.start())
+        self.addCleanup(self._close, store, runner)
+        return store
+
+    disk_ratio = 0.10
+
+    def _close(self, store: FileMessageStore, runner: Any = None) -> None:
+        if store.running:
+            d = store.stop()
+            if isinstance(runner, HeldRunner):
+                runner.release_all()
+            self.successResultOf(d)
+
+    def crash(self, store: FileMessageStore) -> None:
+        """Simulate kill -9: stop timers, close files without flushing or removing abort."""
+        store.running = False
+        for loop in store._loops:
+            if loop.running:
+                loop.stop()
+        store.commitlog.close()
+        for cq in store._cqs.values():
+            cq.close()
+        store.index.close()
+        if store._lock_fd is not None:
+            os.close(store._lock_fd)
+            store._lock_fd = None
+
+
+class FileMessageStoreContractTests(IMessageStoreContract, FileStoreTestBase):
+    """The contract suite on the file store (ASYNC_FLUSH)."""
+
+    def make_store(self, clock: Clock) -> Any:
+        """A started file store on a temp dir."""
+        return self.open_store(
+            clock, max_hash_slot_num=1000, max_index_num=1000, mapped_file_size_commit_log=1 << 20
+        )
+
+
+class FileMessageStoreSyncContractTests(IMessageStoreContract, FileStoreTestBase):
+    """The contract suite on the file store under SYNC_FLUSH (fsync inline)."""
+
+    def make_store(self, clock: Clock) -> Any:
+        """A started SYNC_FLUSH file store on a temp dir."""
+        return self.open_store(
+            clock,
+            flush_disk_type=SYNC_FLUSH,
+            max_hash_slot_num=1000,
+            max_index_num=1000,
+            mapped_file_size_commit_log=1 << 20,
+        )
+
+
+class LayoutTests(FileStoreTestBase):
+    """Files on disk follow RocketMQ's layout."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(T0)
+
+    def test_files_and_roll(self) -> None:
+        """Commit-log files are named by start offset; a record that does not fit gets a blank."""
+        s = self.open_store(self.clock)
+        body = b"x" * 3000
+        n = 60
+        for _ in range(n):
+            self.successResultOf(s.put_message(make_msg(body=body, keys="k")))
+        names = sorted(os.listdir(os.path.join(self.root, "commitlog")))
+        self.assertEqual(names[:3], [f"{i * 65536:020d}" for i in range(3)])
+        with open(os.path.join(self.root, "commitlog", names[0]), "rb") as f:
+            data = f.read()
+        size = 91 + 3000 + 1 + len("TAGS\x01TagA\x02KEYS\x01k")
+        per_file = 65536 // size if (65536 // size) * size + 8 <= 65536 else 65536 // size - 1
+        blank_at = per_file * size
+        self.assertEqual(struct.unpack_from(">ii", data, blank_at), (65536 - blank_at, -875286124))
+        g = self.successResultOf(s.get_messages("T", 0, 0, 100))
+        self.assertEqual(len(g.messages), 60 if 60 * size < 256 * 1024 else g.message_count)
+        cqdir = os.path.join(self.root, "consumequeue", "T", "0")
+        self.assertEqual(sorted(os.listdir(cqdir)), [f"{0:020d}", f"{1000:020d}"])
+        self.assertTrue(os.path.exists(os.path.join(self.root, "abort")))
+        self.assertEqual(len(os.listdir(os.path.join(self.root, "index"))), 1)
+        self.successResultOf(s.stop())
+        self.assertFalse(os.path.exists(os.path.join(self.root, "abort")))
+        with open(os.path.join(self.root, "checkpoint"), "rb") as f:
+            cp = f.read()
+        self.assertEqual(len(cp), 4096)
+        self.assertEqual(struct.unpack_from(">q", cp, 0)[0], int(T0 * 1000))
+
+    def test_reopen_clean(self) -> None:
+        """After a clean stop the store reopens with the same queues, offsets and index."""
+        s = self.open_store(self.clock)
+        for i in range(30):
+            self.successResultOf(
+                s.put_message(make_msg(queue_id=i % 3, body=b"b%d" % i, keys=f"key{i}"))
+            )
+        end = s.get_max_phy_offset()
+        self.successResultOf(s.stop())
+        s2 = self.open_store(self.clock)
+        self.assertFalse(s2.recovered_abnormally)
+        self.assertEqual(s2.get_max_phy_offset(), end)
+        self.assertEqual(s2.get_max_offset_in_queue("T", 1), 10)
+        r = self.successResultOf(s2.put_message(make_msg(queue_id=1)))
+        self.assertEqual((r.wrote_offset, r.queue_offset), (end, 10))
+        q = self.successResultOf(s2.query_message("T", "key7", 10, 0, 2**62))
+        self.assertEqual([m.body for m in decode_messages(q.body())], [b"b7"])
+
+    def test_second_open_locked(self) -> None:
+        """A second store on the same directory is refused while the first runs."""
+        self.open_store(self.clock)
+        other = FileMessageStore(small_config(self.root), self.clock, run_blocking=run_now)
+        self.failureResultOf(other.start(), RuntimeError)
+
+
+class GroupCommitTests(FileStoreTestBase):
+    """SYNC_FLUSH answers puts by group commit."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.runner = HeldRunner()
+        self.store = self.open_store(self.clock, runner=self.runner, flush_disk_type=SYNC_FLUSH)
+        self.runner.release_all()
+
+    def test_one_fsync_answers_all_earlier_puts(self) -> None:
+        """Puts made while an fsync runs wait for the next fsync, which answers all of them."""
+        d1 = self.store.put_message(make_msg(body=b"1"))
+        self.assertEqual(len(self.runner.calls), 1)
+        d2 = self.store.put_message(make_msg(body=b"2"))
+        d3 = self.store.put_message(make_msg(body=b"3"))
+        self.assertEqual(len(self.runner.calls), 1)
+        self.assertNoResult(d1)
+        # consumers see nothing before the flush
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 0)
+        self.runner.release_one()
+        self.assertEqual(self.successResultOf(d1).status, PutMessageStatus.PUT_OK)
+        self.assertNoResult(d2)
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 1)
+        self.assertEqual(len(self.runner.calls), 1)
+        self.runner.release_one()
+        self.assertEqual(self.successResultOf(d2).status, PutMessageStatus.PUT_OK)
+        self.assertEqual(self.successResultOf(d3).status, PutMessageStatus.PUT_OK)
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 3)
+        self.assertEqual(self.runner.calls, [])
+
+    def test_flush_timeout(self) -> None:
+        """A put not flushed within syncFlushTimeout is answered FLUSH_DISK_TIMEOUT."""
+        d = self.store.put_message(make_msg())
+        self.clock.advance(4.9)
+        self.assertNoResult(d)
+        self.clock.advance(0.2)
+        r = self.successResultOf(d)
+        self.assertEqual(r.status, PutMessageStatus.FLUSH_DISK_TIMEOUT)
+        self.runner.release_all()
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 1)
+        self.assertIsNone(self.store._timeout_call)
+
+    def test_wait_false(self) -> None:
+        """A put with WAIT=false is answered at once but stays invisible until flushed."""
+        d = self.store.put_message(make_msg(props={"WAIT": "false"}))
+        self.assertEqual(self.successResultOf(d).status, PutMessageStatus.PUT_OK)
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 0)
+        self.runner.release_all()
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 1)
+
+
+class RecoveryTests(FileStoreTestBase):
+    """Crash recovery: torn tails, bad CRCs, consume queues past the log end."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(T0)
+
+    def _fill(self, n: int = 5) -> tuple[FileMessageStore, list[int]]:
+        s = self.open_store(self.clock)
+        offs = []
+        for i in range(n):
+            r = self.successResultOf(s.put_message(make_msg(body=b"body-%d" % i, keys=f"k{i}")))
+            offs.append(r.wrote_offset)
+        return s, offs
+
+    def _cl_file(self) -> str:
+        return os.path.join(self.root, "commitlog", f"{0:020d}")
+
+    def test_cut_last_record_at_every_byte(self) -> None:
+        """Cutting the last record anywhere keeps earlier records, serves no partial one, and
+        accepts new puts right after the last whole record."""
+        s, offs = self._fill(3)
+        end = s.get_max_phy_offset()
+        self.crash(s)
+        with open(self._cl_file(), "rb") as f:
+            original = f.read()
+        last = offs[-1]
+        for cut in range(last, end):
+            root = self.mktemp()
+            os.makedirs(os.path.join(root, "commitlog"))
+            data = bytearray(original)
+            data[cut:end] = bytes(end - cut)
+            with open(os.path.join(root, "commitlog", f"{0:020d}"), "wb") as f:
+                f.write(data)
+            # keep the consume queue that points at the torn record
+            import shutil
+
+            shutil.copytree(
+                os.path.join(self.root, "consumequeue"), os.path.join(root, "consumequeue")
+            )
+            shutil.copytree(os.path.join(self.root, "index"), os.path.join(root, "index"))
+            open(os.path.join(root, "abort"), "wb").close()
+            s2 = self.open_store(self.clock, root=root)
+            self.assertTrue(s2.recovered_abnormally)
+            self.assertEqual(s2.get_max_phy_offset(), last, cut)
+            self.assertEqual(s2.get_max_offset_in_queue("T", 0), 2)
+            g = self.successResultOf(s2.get_messages("T", 0, 0, 32))
+            self.assertEqual(
+                [m.body for m in decode_messages(g.body(), check_crc=True)], [b"body-0", b"body-1"]
+            )
+            r = self.successResultOf(s2.put_message(make_msg(body=b"new")))
+            self.assertEqual((r.wrote_offset, r.queue_offset), (last, 2))
+            g = self.successResultOf(s2.get_messages("T", 0, 2, 32))
+            self.assertEqual([m.body for m in decode_messages(g.body())], [b"new"])
+            q = self.successResultOf(s2.query_message("T", "k2", 10, 0, 2**62))
+            self.assertEqual(q.messages, [])
+            self.successResultOf(s2.stop())
+
+    def test_corrupt_crc(self) -> None:
+        """A record with a bad body CRC ends the log there; earlier ones survive."""
+        s, offs = self._fill(5)
+        self.crash(s)
+        with open(self._cl_file(), "r+b") as f:
+            f.seek(offs[3] + 90)
+            b = f.read(1)
+            f.seek(offs[3] + 90)
+            f.write(bytes([b[0] ^ 0xFF]))
+        s2 = self.open_store(self.clock)
+        self.assertEqual(s2.get_max_phy_offset(), offs[3])
+        self.assertEqual(s2.get_max_offset_in_queue("T", 0), 3)
+        r = self.successResultOf(s2.put_message(make_msg(body=b"after")))
+        self.assertEqual(r.queue_offset, 3)
+        g = self.successResultOf(s2.get_messages("T", 0, 0, 32))
+        self.assertEqual(
+            [m.body for m in decode_messages(g.body(), check_crc=True)],
+            [b"body-0", b"body-1", b"body-2", b"after"],
+        )
+
+    def test_rebuild_lost_consume_queue_and_index(self) -> None:
+        """After a crash with the consume queue and index gone, both are rebuilt from the log."""
+        s, offs = self._fill(10)
+        self.crash(s)
+        import shutil
+
+        shutil.rmtree(os.path.join(self.root, "consumequeue"))
+        shutil.rmtree(os.path.join(self.root, "index"))
+        s2 = self.open_store(self.clock)
+        self.assertEqual(s2.get_max_offset_in_queue("T", 0), 10)
+        q = self.successResultOf(s2.query_message("T", "k4", 10, 0, 2**62))
+        self.assertEqual([m.body for m in decode_messages(q.body())], [b"body-4"])
+
+
+class RetentionTests(FileStoreTestBase):
+    """Expired files are deleted; a full disk refuses puts."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(T0)
+
+    def _age_files(self, hours: float) -> None:
+        for name in os.listdir(os.path.join(self.root, "commitlog")):
+            t = self.clock.seconds() - hours * 3600
+            os.utime(os.path.join(self.root, "commitlog", name), (t, t))
+
+    def test_delete_when_over_ratio(self) -> None:
+        """Above diskMaxUsedSpaceRatio, expired files go at once, never the current one; queue
+        minimum offsets move up and reads of deleted data report OFFSET_TOO_SMALL."""
+        s = self.open_store(self.clock)
+        for _ in range(60):
+            self.successResultOf(s.put_message(make_msg(body=b"x" * 3000)))
+        files = sorted(os.listdir(os.path.join(self.root, "commitlog")))
+        self.assertEqual(len(files), 3)
+        self._age_files(73)
+        self.clock.advance(10)  # not 04:00 and disk fine -> nothing deleted
+        self.assertEqual(len(os.listdir(os.path.join(self.root, "commitlog"))), 3)
+        self.disk_ratio = 0.80
+        self.clock.advance(10)
+        self.assertEqual(os.listdir(os.path.join(self.root, "commitlog")), [files[-1]])
+        self.assertEqual(s.get_min_phy_offset(), int(files[-1]))
+        mn = s.get_min_offset_in_queue("T", 0)
+        self.assertGreater(mn, 0)
+        g = self.successResultOf(s.get_messages("T", 0, 0, 32))
+        self.assertEqual((g.status, g.next_begin_offset), (GetMessageStatus.OFFSET_TOO_SMALL, mn))
+        # the first consume-queue file still references live records, so it stays
+        self.assertEqual(len(os.listdir(os.path.join(self.root, "consumequeue", "T", "0"))), 2)
+        g = self.successResultOf(s.get_messages("T", 0, mn, 32))
+        self.assertEqual(g.queue_offsets[0], mn)
+
+    def test_young_files_kept(self) -> None:
+        """Files younger than fileReservedTime survive even above the ratio."""
+        s = self.open_store(self.clock)
+        for _ in range(30):
+            self.successResultOf(s.put_message(make_msg(body=b"x" * 3000)))
+        self._age_files(71)
+        self.disk_ratio = 0.80
+        self.clock.advance(10)
+        self.assertEqual(len(os.listdir(os.path.join(self.root, "commitlog"))), 2)
+
+    def test_disk_full_refuses(self) -> None:
+        """Above 90 % disk use puts get DISK_FULL with a clear remark; below, puts work again."""
+        s = self.open_store(self.clock)
+        self.disk_ratio = 0.93
+        self.clock.advance(10)
+        r = self.successResultOf(s.put_message(make_msg()))
+        self.assertEqual(r.status, PutMessageStatus.DISK_FULL)
+        self.assertIn("93%", r.remark or "")
+        self.assertIn("refused", r.remark or "")
+        self.flushLoggedErrors()
+        self.disk_ratio = 0.5
+        self.clock.advance(10)
+        r = self.successResultOf(s.put_message(make_msg()))
+        self.assertEqual(r.status, PutMessageStatus.PUT_OK)
