@@ -180,7 +180,7 @@ async def _start(
 
 
 def _file_store(reactor: Any, store_config: Any) -> IMessageStore:
-    """The commit-log store (imported late: it is optional for memory-store users)."""
-    from rmq.store import file as file_store  # type: ignore[attr-defined]
+    """The commit-log store (imported late: memory-store users never load it)."""
+    from rmq.store.filestore import FileMessageStore
 
-    return file_store.build_file_store(reactor, store_config)  # type: ignore[no-any-return]
+    return FileMessageStore(store_config, reactor, reactor=reactor)

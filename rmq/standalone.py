@@ -1,0 +1,108 @@
+"""``twistd -n rmq-standalone [--data DIR]``: a NameServer and one master Broker in one process.
+
+What ``make run`` starts: NameServer on 9876, Broker on 10911 (advertised as 127.0.0.1), data under
+``./data`` (``DIR/store`` for the broker, ``DIR/namesrv`` for the KV store). The broker registers
+with the in-process NameServer over loopback, exactly as separate processes would.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+
+from rmq.broker.config import configs_from_properties
+from rmq.broker.tap import make_broker_service
+from rmq.common.asyncutil import deferred_api, global_reactor
+from rmq.common.config import parse_properties
+from rmq.namesrv.config import NamesrvConfig
+from rmq.namesrv.service import add_namesrv_service
+
+__all__ = ["Options", "makeService", "build_standalone_service"]
+
+
+class Options(usage.Options):
+    """``twistd rmq-standalone [--data DIR] [--namesrv-port N] [--broker-port N] [-c FILE]``."""
+
+    optParameters = [
+        ["data", "d", "./data", "data directory (broker store and NameServer KV store)"],
+        ["namesrv-port", None, "9876", "NameServer port"],
+        ["broker-port", None, "10911", "Broker port"],
+        ["host", None, "127.0.0.1", "address the broker advertises (brokerIP1)"],
+        ["config", "c", None, "extra broker.conf keys (RocketMQ key names)"],
+    ]
+
+    def postOptions(self) -> None:
+        """Check the numbers and the extra broker config now."""
+        for name in ("namesrv-port", "broker-port"):
+            try:
+                int(self[name])
+            except ValueError:
+                raise usage.UsageError(f"--{name} must be a port number") from None
+        self.extra: dict[str, str] = {}
+        if self["config"]:
+            try:
+                with open(self["config"], encoding="utf-8") as f:
+                    self.extra = parse_properties(f.read())
+            except OSError as e:
+                raise usage.UsageError(f"cannot read {self['config']}: {e.strerror}") from e
+        # Convert now so a bad key is a usage error.
+        configs_from_properties(self.broker_properties(), self["config"] or "defaults")
+
+    def broker_properties(self) -> dict[str, str]:
+        """broker.conf keys for the standalone broker."""
+        data = os.path.abspath(self["data"])
+        props = {
+            "brokerIP1": self["host"],
+            "listenPort": self["broker-port"],
+            "storePathRootDir": os.path.join(data, "store"),
+            "namesrvAddr": f"127.0.0.1:{self['namesrv-port']}",
+        }
+        props.update(self.extra)
+        return props
+
+
+class SequentialMultiService(MultiService):
+    """Starts children in order and stops them one after the other in reverse order.
+
+    Plain MultiService stops children concurrently; the broker must unregister from the
+    NameServer before the NameServer goes away.
+    """
+
+    def stopService(self) -> Deferred[None]:
+        """Stop the children last-first, each after the previous one finished."""
+        Service.stopService(self)
+        return self._stop_children()
+
+    @deferred_api
+    async def _stop_children(self) -> None:
+        for child in reversed(list(self)):
+            await maybeDeferred(child.stopService)
+
+
+def build_standalone_service(reactor: object, options: Options) -> MultiService:
+    """NameServer, then Broker, as children of one service (the broker stops first)."""
+    top = SequentialMultiService()
+    data = os.path.abspath(options["data"])
+    namesrv_config = NamesrvConfig(
+        rocketmq_home=data,
+        kv_config_path=os.path.join(data, "namesrv", "kvConfig.json"),
+        listen_port=int(options["namesrv-port"]),
+    )
+    add_namesrv_service(
+        top,
+        namesrv_config,
+        serverFromString(reactor, namesrv_config.listen),
+        reactor,  # type: ignore[arg-type]
+    )
+    broker_config, store_config = configs_from_properties(options.broker_properties(), "standalone")
+    make_broker_service(reactor, broker_config, store_config).setServiceParent(top)
+    return top
+
+
+def makeService(options: Options) -> IService:
+    """The standalone service for twistd."""
+    return build_standalone_service(global_reactor(), options)
