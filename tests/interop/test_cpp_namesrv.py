@@ -108,7 +108,7 @@ def topic_config(name: str, queues: int, perm: int = 6) -> dict[str, Any]:
 class CppNameServerTests(TestCase):
     """The C++ producer against a real rmq NameServer and a recording broker."""
 
-    def setUp(self) -> Deferred[None]:
+    def setUp(self) -> Deferred[None]:  # type: ignore[override]
         return Deferred.fromCoroutine(self._set_up())
 
     async def _set_up(self) -> None:

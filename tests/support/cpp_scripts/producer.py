@@ -7,6 +7,8 @@ Parameters (JSON file, argv[1]):
                                  (body: see cppcommon.body_from_spec; arg: orderly shard, an int;
                                  the default selector picks queue ``arg % queue_count``)
     timeout_ms                   send timeout (default 3000)
+    max_message_size             client-side body limit (the C++ client's default is 128 KiB)
+    compress_level               zlib level for bodies over 4 KiB (client default 5)
     log_level                    C++ client log level, 1 fatal … 6 trace (default: client's own)
     hold                         keep the producer started after the last send until stdin says stop
 Events: started, sent {i, status, msg_id, offset, rt_ms}, send_failed {i, error, rt_ms},
@@ -63,6 +65,10 @@ def main() -> None:
     producer = Producer(params["group"], timeout=int(params.get("timeout_ms", 3000)))
     cppcommon.configure_logging(dll, producer._handle, "Producer", params)
     producer.set_namesrv_addr(params["namesrv"])
+    if params.get("max_message_size"):
+        producer.set_max_message_size(int(params["max_message_size"]))
+    if params.get("compress_level"):
+        producer.set_compress_level(int(params["compress_level"]))
     producer.start()
     cppcommon.emit("started")
     sent = failed = 0
