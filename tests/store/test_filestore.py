@@ -23,6 +23,21 @@ def run_now(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
     return maybeDeferred(f, *args)
 
 
+def simulate_crash(store: FileMessageStore) -> None:
+    """Close a store like kill -9 would: no flush, no checkpoint, ``abort`` left in place."""
+    store.running = False
+    for loop in store._loops:
+        if loop.running:
+            loop.stop()
+    store.commitlog.close()
+    for cq in store._cqs.values():
+        cq.close()
+    store.index.close()
+    if store._lock_fd is not None:
+        os.close(store._lock_fd)
+        store._lock_fd = None
+
+
 class HeldRunner:
     """Blocking calls wait in a list until the test releases them (to observe group commit)."""
 
@@ -87,17 +102,7 @@ class FileStoreTestBase(SynchronousTestCase):
 
     def crash(self, store: FileMessageStore) -> None:
         """Simulate kill -9: stop timers, close files without flushing or removing abort."""
-        store.running = False
-        for loop in store._loops:
-            if loop.running:
-                loop.stop()
-        store.commitlog.close()
-        for cq in store._cqs.values():
-            cq.close()
-        store.index.close()
-        if store._lock_fd is not None:
-            os.close(store._lock_fd)
-            store._lock_fd = None
+        simulate_crash(store)
 
 
 class FileMessageStoreContractTests(IMessageStoreContract, FileStoreTestBase):
