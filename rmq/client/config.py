@@ -92,6 +92,7 @@ class ClientConfig:
     poll_name_server_interval: float = 30.0
     heartbeat_broker_interval: float = 30.0
     persist_consumer_offset_interval: float = 5.0
+    rebalance_interval: float = 20.0
     namesrv_http_interval: float = 120.0
     request_timeout: float = 3.0
 

@@ -162,6 +162,7 @@ class _ConsumerBase:
         blocking: BlockingRunner | None,
         remoting_factory: RemotingFactory | None,
         rebalance_interval: float,
+        poll_name_server_interval: float,
     ) -> None:
         self.group = group
         self.clock: IReactorTime = clock if clock is not None else global_reactor()
@@ -170,6 +171,8 @@ class _ConsumerBase:
             properties=dict(properties or {}),
             instance_name=instance_name,
             client_ip=client_ip,
+            rebalance_interval=rebalance_interval,
+            poll_name_server_interval=poll_name_server_interval,
         )
         self.message_model = message_model
         self.consume_from_where = consume_from_where
@@ -697,6 +700,7 @@ class PushConsumer(_ConsumerBase):
         blocking: BlockingRunner | None = None,
         remoting_factory: RemotingFactory | None = None,
         rebalance_interval: float = 20.0,
+        poll_name_server_interval: float = 30.0,
     ) -> None:
         super().__init__(
             group,
@@ -716,6 +720,7 @@ class PushConsumer(_ConsumerBase):
             blocking=blocking,
             remoting_factory=remoting_factory,
             rebalance_interval=rebalance_interval,
+            poll_name_server_interval=poll_name_server_interval,
         )
         self.listener = listener
         self.orderly = orderly
@@ -990,6 +995,8 @@ class PullConsumer(_ConsumerBase):
         offset_store_dir: str | None = None,
         blocking: BlockingRunner | None = None,
         remoting_factory: RemotingFactory | None = None,
+        rebalance_interval: float = 20.0,
+        poll_name_server_interval: float = 30.0,
     ) -> None:
         super().__init__(
             group,
@@ -1008,7 +1015,8 @@ class PullConsumer(_ConsumerBase):
             offset_store_dir=offset_store_dir,
             blocking=blocking,
             remoting_factory=remoting_factory,
-            rebalance_interval=20.0,
+            rebalance_interval=rebalance_interval,
+            poll_name_server_interval=poll_name_server_interval,
         )
         self.auto_commit = auto_commit
         self._assigned: list[MessageQueue] | None = None

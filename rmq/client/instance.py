@@ -151,7 +151,7 @@ class MQClientInstance:
         self._every(
             c.persist_consumer_offset_interval, self.persist_all, "offset persist", now=False
         )
-        self._every(20.0, self.rebalance_all, "rebalance", now=False)
+        self._every(c.rebalance_interval, self.rebalance_all, "rebalance", now=False)
 
     def _every(self, interval: float, f: Callable[[], Any], what: str, now: bool) -> None:
         loop = LoopingCall(logged_tick(f, what))

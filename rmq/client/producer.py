@@ -185,6 +185,8 @@ class Producer:
         default_topic_queue_nums: int = 4,
         latency_avoidance: bool = True,
         retry_another_broker_when_not_store_ok: bool = False,
+        poll_name_server_interval: float = 30.0,
+        heartbeat_broker_interval: float = 30.0,
         remoting_factory: RemotingFactory | None = None,
     ) -> None:
         self.group = group
@@ -195,6 +197,8 @@ class Producer:
             instance_name=instance_name,
             client_ip=client_ip,
             request_timeout=send_timeout,
+            poll_name_server_interval=poll_name_server_interval,
+            heartbeat_broker_interval=heartbeat_broker_interval,
         )
         self.send_timeout = send_timeout
         self.retry_times = retry_times
