@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from rmq.common import fastjson
@@ -116,3 +118,49 @@ class DumpsTests(SynchronousTestCase):
             fastjson.dumps_pretty({"a": [1, 2], "b": {}, "c": []}),
             b'{\n\t"a":[\n\t\t1,\n\t\t2\n\t],\n\t"b":{},\n\t"c":[]\n}',
         )
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(),
+)
+_values = st.recursive(
+    _scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(st.text(), st.integers(-1000, 1000)), children, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+def _stringify_keys(value: object) -> object:
+    """What a reader sees: integer keys come back as their decimal text."""
+    if isinstance(value, dict):
+        return {str(k): _stringify_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stringify_keys(v) for v in value]
+    return value
+
+
+class RoundTripTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(_values)
+    def test_every_writer_round_trips(self, value: object) -> None:
+        """Compact fastjson, standard and pretty output all read back to the same value."""
+        expected = _stringify_keys(value)
+        self.assertEqual(fastjson.loads(fastjson.dumps(value)), expected)
+        self.assertEqual(fastjson.loads(fastjson.dumps(value, standard=True)), expected)
+        self.assertEqual(fastjson.loads(fastjson.dumps_pretty(value)), expected)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=64))
+    def test_garbage_never_crashes(self, data: bytes) -> None:
+        """Arbitrary bytes either parse or raise JsonError, never anything else."""
+        try:
+            fastjson.loads(data)
+        except JsonError:
+            pass

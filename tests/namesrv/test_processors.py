@@ -7,12 +7,14 @@ from typing import Any
 
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from rmq.common import fastjson
 from rmq.common.config import parse_properties
 from rmq.common.route import DataVersion, RegisterBrokerBody, TopicRouteData, body_crc32
 from rmq.remoting.codes import RequestCode, ResponseCode, Version
 from rmq.remoting.command import RemotingCommand, new_request
+from rmq.remoting.interfaces import IRequestProcessor
 from tests.namesrv.support import NamesrvHarness
 
 ADDR = "127.0.0.1:10911"
@@ -313,3 +315,38 @@ class ProcessorTests(SynchronousTestCase):
     def route_after_reconnect(self, topic: str) -> int:
         conn = self.ns.connect()
         return conn.request(new_request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": topic})).code
+
+
+class InterfaceTests(SynchronousTestCase):
+    def test_processors_provide_interface(self) -> None:
+        """Every NameServer processor provides IRequestProcessor and covers its codes."""
+        ns = NamesrvHarness(self.mktemp())
+        seen = set()
+        for code in RequestCode:
+            processor = ns.dispatcher.processor_for(code)
+            if processor is not None:
+                verifyObject(IRequestProcessor, processor)
+                seen.add(code)
+        expected = {
+            RequestCode.REGISTER_BROKER,
+            RequestCode.UNREGISTER_BROKER,
+            RequestCode.QUERY_DATA_VERSION,
+            RequestCode.GET_ROUTEINFO_BY_TOPIC,
+            RequestCode.GET_BROKER_CLUSTER_INFO,
+            RequestCode.GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
+            RequestCode.GET_TOPICS_BY_CLUSTER,
+            RequestCode.GET_SYSTEM_TOPIC_LIST_FROM_NS,
+            RequestCode.GET_UNIT_TOPIC_LIST,
+            RequestCode.GET_HAS_UNIT_SUB_TOPIC_LIST,
+            RequestCode.GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST,
+            RequestCode.DELETE_TOPIC_IN_NAMESRV,
+            RequestCode.WIPE_WRITE_PERM_OF_BROKER,
+            RequestCode.ADD_WRITE_PERM_OF_BROKER,
+            RequestCode.PUT_KV_CONFIG,
+            RequestCode.GET_KV_CONFIG,
+            RequestCode.DELETE_KV_CONFIG,
+            RequestCode.GET_KVLIST_BY_NAMESPACE,
+            RequestCode.GET_NAMESRV_CONFIG,
+            RequestCode.UPDATE_NAMESRV_CONFIG,
+        }
+        self.assertEqual(seen, expected)
