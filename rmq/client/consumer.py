@@ -12,13 +12,13 @@ The committed offset of a queue is the lowest offset still being processed, or t
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
-    DeferredSemaphore,
     maybeDeferred,
     succeed,
 )
@@ -727,7 +727,10 @@ class PushConsumer(_ConsumerBase):
         self.consume_batch_size = max(1, consume_batch_size)
         self.max_reconsume_times = max_reconsume_times
         self.suspend_current_queue_time = suspend_current_queue_time
-        self._sem = DeferredSemaphore(max(1, consume_concurrency))
+        self._consume_limit = max(1, consume_concurrency)
+        self._consuming_now = 0
+        self._draining = False
+        self._consume_backlog: deque[tuple[MessageQueue, ProcessQueue, list[MessageExt]]] = deque()
         self._lock_call: IDelayedCall | None = None
 
     def register_listener(self, listener: Listener) -> None:
@@ -787,31 +790,76 @@ class PushConsumer(_ConsumerBase):
     def _submit_concurrent(
         self, mq: MessageQueue, pq: ProcessQueue, batch: list[MessageExt]
     ) -> None:
-        d = self._sem.run(self._consume_concurrent, mq, pq, batch)
-        d.addErrback(log_failure(f"consume of {mq.java_str()}"))
+        if self._consuming_now >= self._consume_limit or self._draining:
+            self._consume_backlog.append((mq, pq, batch))
+            if not self._draining:
+                self._drain_backlog()
+            return
+        self._run_concurrent(mq, pq, batch)
 
-    def _consume_concurrent(
-        self, mq: MessageQueue, pq: ProcessQueue, batch: list[MessageExt]
-    ) -> Deferred[None]:
+    def _check_result(self, result: object) -> ConsumeResult:
+        if isinstance(result, ConsumeResult):
+            return result
+        if result in ("CONSUME_SUCCESS", "SUCCESS"):
+            return ConsumeResult.CONSUME_SUCCESS
+        if result is None:
+            self.log.warn("Listener returned None; counted as RECONSUME_LATER")
+        return ConsumeResult.RECONSUME_LATER
+
+    def _listener_failed(self, f: Any) -> ConsumeResult:
+        self.log.failure("Listener of {g} raised", f, g=self.group)
+        return ConsumeResult.RECONSUME_LATER
+
+    def _run_concurrent(self, mq: MessageQueue, pq: ProcessQueue, batch: list[MessageExt]) -> None:
+        """Call the listener; a plain return value is handled at once (no Deferred needed)."""
         if pq.dropped or not self.running:
-            return succeed(None)
+            return
+        assert self.listener is not None
         self._restore_retry_topic(batch)
-        return Deferred.fromCoroutine(self._after_concurrent(mq, pq, batch))
+        self._consuming_now += 1
+        try:
+            result: object = self.listener(batch)
+        except Exception:
+            self.log.failure("Listener of {g} raised", g=self.group)
+            result = ConsumeResult.RECONSUME_LATER
+        if isinstance(result, Deferred):
+            result.addCallbacks(self._check_result, self._listener_failed).addCallback(
+                lambda st: self._finish_concurrent(mq, pq, batch, st)
+            ).addErrback(log_failure(f"consume of {mq.java_str()}"))
+        else:
+            self._finish_concurrent(mq, pq, batch, self._check_result(result))
 
-    async def _after_concurrent(
+    def _finish_concurrent(
+        self, mq: MessageQueue, pq: ProcessQueue, batch: list[MessageExt], status: ConsumeResult
+    ) -> None:
+        self._consuming_now -= 1
+        try:
+            if pq.dropped:
+                return
+            if status is ConsumeResult.CONSUME_SUCCESS:
+                self._consumed(mq, pq, batch)
+            elif self.message_model is MessageModel.BROADCASTING:
+                for m in batch:
+                    self.log.warn("Broadcast message {id} failed; dropped", id=m.msg_id)
+                self._consumed(mq, pq, batch)
+            else:
+                d = Deferred.fromCoroutine(self._send_back_batch(mq, pq, batch))
+                d.addErrback(log_failure(f"send back from {mq.java_str()}"))
+        finally:
+            if not self._draining:
+                self._drain_backlog()
+
+    def _drain_backlog(self) -> None:
+        self._draining = True
+        try:
+            while self._consume_backlog and self._consuming_now < self._consume_limit:
+                self._run_concurrent(*self._consume_backlog.popleft())
+        finally:
+            self._draining = False
+
+    async def _send_back_batch(
         self, mq: MessageQueue, pq: ProcessQueue, batch: list[MessageExt]
     ) -> None:
-        status = await self._invoke_listener(batch)
-        if pq.dropped:
-            return
-        if status is ConsumeResult.CONSUME_SUCCESS:
-            self._consumed(mq, pq, batch)
-            return
-        if self.message_model is MessageModel.BROADCASTING:
-            for m in batch:
-                self.log.warn("Broadcast message {id} failed; dropped", id=m.msg_id)
-            self._consumed(mq, pq, batch)
-            return
         failed_back = []
         for m in batch:
             if not await self._send_back(m, mq):

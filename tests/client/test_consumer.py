@@ -179,6 +179,30 @@ class PushConsumerTests(_Base):
         self.flushLoggedErrors(ValueError)
         self.assertEqual(len(self.cluster.sent(RequestCode.CONSUMER_SEND_MSG_BACK)), 1)
 
+    def test_consume_concurrency_bound(self) -> None:
+        """At most consume_concurrency listener calls are pending; the rest wait their turn."""
+        pending: list[Deferred[object]] = []
+
+        def listener(msgs: list[MessageExt]) -> Deferred[object]:
+            d: Deferred[object] = Deferred()
+            pending.append(d)
+            return d
+
+        self.cluster.topics["T"] = 1
+        c = self.consumer("c1", listener=listener, consume_concurrency=2)
+        self.successResultOf(c.start())
+        self.send(5)
+        self.assertEqual(len(pending), 2)
+        pending[0].callback(CONSUME_SUCCESS)
+        self.assertEqual(len(pending), 3)
+        for d in pending[1:]:
+            d.callback(CONSUME_SUCCESS)
+        self.assertEqual(len(pending), 5)
+        pending[3].callback(CONSUME_SUCCESS)
+        pending[4].callback(CONSUME_SUCCESS)
+        self.clock.advance(5)
+        self.assertEqual(self.cluster.offsets[("broker-a", "CG", "T", 0)], 5)
+
     def test_retry_topic_restored(self) -> None:
         """Messages from %RETRY%<group> reach the listener under their original topic."""
         c = self.consumer("c1")
