@@ -29,6 +29,8 @@ from rmq.common.route import RegisterBrokerBody, body_crc32
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request
 
+_JSON_BYTES_PER_TOPIC = 150
+
 
 class NameServerClient(Protocol):
     """The slice of ``rmq.remoting.client.RemotingClient`` registration uses."""
@@ -95,11 +97,12 @@ class BrokerRegistration:
         body_obj = RegisterBrokerBody(
             data_version=self._data_version(), topic_config_table=table, filter_server_list=[]
         )
-        compressed = self.config.compressed_register
+        # A topic config is ~150 bytes of JSON: decide from the count instead of encoding twice.
+        estimate = len(table) * _JSON_BYTES_PER_TOPIC
+        compressed = (
+            self.config.compressed_register or estimate > self.config.compress_register_over_bytes
+        )
         body = body_obj.encode(compressed)
-        if not compressed and len(body) > self.config.compress_register_over_bytes:
-            compressed = True
-            body = body_obj.encode(True)
         header = self._header()
         header.update(
             haServerAddr=self.identity.ha_server_addr,

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import (
     IListeningPort,
     IReactorTime,
@@ -286,7 +286,18 @@ class BrokerService(MultiService):
         self._flushed_offsets = b.offsets.change_count
 
     def startService(self) -> None:
-        """Start timers, then (asynchronously) the store, the listener and registration."""
+        """Load config tables, start timers, then (asynchronously) store, listener, registration.
+
+        The tables load first: the timers' first ticks (run at once) must not overwrite the
+        files with empty tables.
+        """
+        try:
+            self.load_configs()
+        except Exception:
+            self.log.failure(
+                "Loading config/*.json under {dir} failed", dir=self.broker.config.config_dir
+            )
+            raise
         super().startService()
         attempt = self._start()
         self._start_attempt = attempt
@@ -307,7 +318,6 @@ class BrokerService(MultiService):
     @deferred_api
     async def _start(self) -> None:
         b = self.broker
-        self.load_configs()
         await b.store.start()
         b.store.add_arrival_listener(b.hold.on_arrival)
         self.port = await self.endpoint.listen(self.factory)
@@ -338,7 +348,7 @@ class BrokerService(MultiService):
         if timers is not None:
             await timers
         if self.port is not None:
-            await self.port.stopListening()
+            await maybeDeferred(self.port.stopListening)
             self.port = None
         if b.registration.active:
             await b.registration.unregister_all()
@@ -394,7 +404,3 @@ def build_broker_service(
         config, clock, store, namesrv_client, writer=writer, namesrv_addrs=namesrv_addrs
     )
     return BrokerService(broker, endpoint, close_client=close_client)
-
-
-def _unused() -> Deferred[None]:
-    return succeed(None)

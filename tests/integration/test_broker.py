@@ -7,6 +7,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from rmq.broker.topic import TopicConfig
 from rmq.common import fastjson
 from rmq.common.message import Message, decode_messages, encode_batch
 from rmq.common.route import TopicRouteData
@@ -198,3 +199,24 @@ class BrokerIntegrationTests(TestCase):
 
 def _later(seconds: float) -> Deferred[None]:
     return deferLater(reactor, seconds, lambda: None)
+
+
+class ManyTopicsTests(TestCase):
+    async def test_hundred_thousand_topics_register(self) -> None:
+        """A broker with 100,000 topics registers (compressed) and the NameServer routes them."""
+        cluster = await start_local_cluster(reactor)
+        self.addCleanup(cluster.stop)
+        topics = cluster.broker.topics
+        for i in range(100_000):
+            topics._put(TopicConfig(f"topic-{i:06d}", 8, 8))
+        topics.data_version = topics.data_version.next(1)
+        self.assertEqual(await cluster.broker.registration.register_all(), [True])
+        client = RemotingClient(reactor, tcp_endpoint_factory(reactor))
+        self.addCleanup(client.close)
+        for name in ("topic-000000", "topic-099999"):
+            resp = await client.invoke(
+                cluster.namesrv_addr,
+                new_request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": name}),
+                10,
+            )
+            self.assertEqual(resp.code, ResponseCode.SUCCESS)

@@ -1,0 +1,148 @@
+"""The broker service tree on a MemoryReactorClock: start order, timers, ordered clean stop."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from rmq.broker.config import BrokerConfig
+from rmq.broker.service import BrokerService, build_broker_service
+from rmq.remoting.codes import RequestCode
+from rmq.store.memory import MemoryMessageStore
+from tests.broker.support import FakeConnection, FakeNameServerClient
+
+
+class BrokerServiceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(1_800_000_000)
+        self.root = self.mktemp()
+        self.config = BrokerConfig(
+            namesrv_addr="127.0.0.1:9876", listen_port=10911, store_path_root_dir=self.root
+        )
+        self.client = FakeNameServerClient()
+        self.store = MemoryMessageStore(self.reactor)
+
+    def service(self) -> BrokerService:
+        return build_broker_service(
+            self.config,
+            TCP4ServerEndpoint(self.reactor, 10911),
+            self.reactor,
+            store=self.store,
+            namesrv_client=self.client,
+        )
+
+    def test_start_listens_and_registers(self) -> None:
+        """Starting loads config, starts the store, listens, then registers; timers run."""
+        svc = self.service()
+        svc.startService()
+        self.successResultOf(svc.started)
+        self.assertTrue(self.store.running)
+        self.assertEqual(self.reactor.tcpServers[0][0], 10911)
+        self.assertEqual(self.client.codes(), [RequestCode.REGISTER_BROKER])
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 4)
+        self.successResultOf(svc.stopService())
+
+    def test_periodic_tasks(self) -> None:
+        """Offsets flush every 5 s when changed; registration checks the data version every 30 s."""
+        svc = self.service()
+        svc.startService()
+        self.successResultOf(svc.started)
+        svc.broker.offsets.commit_offset("G", "T", 0, 3)
+        path = os.path.join(self.root, "config", "consumerOffset.json")
+        self.reactor.advance(5)
+        with open(path, "rb") as f:
+            self.assertIn(b'"T@G":{0:3', f.read())
+        self.reactor.advance(25)
+        self.assertIn(RequestCode.QUERY_DATA_VERSION, self.client.codes())
+        self.successResultOf(svc.stopService())
+
+    def test_expired_client_connection_closed(self) -> None:
+        """The 10 s scan drops a consumer silent for 120 s and closes its connection."""
+        from rmq.broker.clients import ConsumerData, build_subscription
+
+        svc = self.service()
+        svc.startService()
+        self.successResultOf(svc.started)
+        conn = FakeConnection()
+        data = ConsumerData(
+            "G",
+            "CONSUME_PASSIVELY",
+            "CLUSTERING",
+            "CONSUME_FROM_LAST_OFFSET",
+            (build_subscription("T", "*"),),
+        )
+        svc.broker.consumers.register_consumer(data, conn, "c1")
+        self.reactor.advance(120)
+        self.assertFalse(conn.closed)
+        self.reactor.advance(10)
+        self.assertTrue(conn.closed)
+        self.assertEqual(svc.broker.consumers.client_ids("G"), [])
+        self.successResultOf(svc.stopService())
+
+    def test_ordered_stop(self) -> None:
+        """Stop: stop listening, unregister (awaited), then write configs and stop the store."""
+        svc = self.service()
+        svc.startService()
+        self.successResultOf(svc.started)
+        svc.broker.offsets.commit_offset("G", "T", 1, 9)
+        self.client.hold = True
+        d = svc.stopService()
+        self.assertNoResult(d)
+        self.assertEqual(self.client.codes()[-1], RequestCode.UNREGISTER_BROKER)
+        self.assertTrue(self.store.running)
+        self.client.pending["127.0.0.1:9876"].callback(None)  # type: ignore[arg-type]
+        self.successResultOf(d)
+        self.assertFalse(self.store.running)
+        with open(os.path.join(self.root, "config", "consumerOffset.json"), "rb") as f:
+            self.assertIn(b"1:9", f.read())
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_restart_loads_configs(self) -> None:
+        """Topics and offsets written at stop are loaded by the next start."""
+        svc = self.service()
+        svc.startService()
+        self.successResultOf(svc.started)
+        svc.broker.topics.create_topic_in_send("Kept", "TBW102", 2)
+        svc.broker.offsets.commit_offset("G", "Kept", 1, 4)
+        self.successResultOf(svc.stopService())
+        self.store = MemoryMessageStore(self.reactor)
+        again = self.service()
+        again.startService()
+        self.successResultOf(again.started)
+        self.assertIn("Kept", again.broker.topics)
+        self.assertEqual(again.broker.offsets.query_offset("G", "Kept", 1), 4)
+        self.successResultOf(again.stopService())
+
+    def test_held_pulls_answered_at_stop(self) -> None:
+        """A pull held at stop time is answered (not left hanging)."""
+        from rmq.remoting.command import new_request
+
+        svc = self.service()
+        svc.startService()
+        self.successResultOf(svc.started)
+        svc.broker.topics.create_topic_in_send("T", "TBW102", 4)
+        pull = new_request(
+            RequestCode.PULL_MESSAGE,
+            {
+                "consumerGroup": "G",
+                "topic": "T",
+                "queueId": 0,
+                "queueOffset": 0,
+                "maxMsgNums": 32,
+                "sysFlag": 6,
+                "commitOffset": 0,
+                "suspendTimeoutMillis": 15000,
+                "subscription": "*",
+                "subVersion": 0,
+            },
+        )
+        d = svc.broker.dispatcher.dispatch(FakeConnection(), pull)
+        self.assertNoResult(d)
+        self.successResultOf(svc.stopService())
+        response = self.successResultOf(d)
+        assert response is not None
+        self.assertEqual(response.code, 19)
