@@ -132,7 +132,7 @@ async def _start(
     namesrv.startService()
     try:
         port = await namesrv.when_listening()
-        namesrv_addr = f"{LOOPBACK}:{port.getHost().port}"
+        namesrv_addr = f"{LOOPBACK}:{getattr(port.getHost(), 'port', 0)}"
         props = {
             "brokerIP1": LOOPBACK,
             "listenPort": "0",

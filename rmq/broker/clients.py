@@ -292,10 +292,10 @@ class ConsumerGroupInfo:
         if len(distinct) > 1:
             parts = []
             for conn, subs in self.member_subscriptions.items():
-                info = self.channels.get(conn)
-                if info is not None:
+                member = self.channels.get(conn)
+                if member is not None:
                     text = ", ".join(f"{t}={e}" for t, e in sorted(subs.items()))
-                    parts.append(f"{info.client_id}: {text}")
+                    parts.append(f"{member.client_id}: {text}")
             found.append(
                 "members subscribe differently (queues may be consumed twice or not at all): "
                 + "; ".join(sorted(parts))

@@ -30,12 +30,12 @@ class QueryProcessor:
 
     def process_request(
         self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> Deferred[RemotingCommand]:
+    ) -> Deferred[RemotingCommand | None]:
         """Dispatch on the request code."""
         return self._process(request)
 
     @deferred_api
-    async def _process(self, request: RemotingCommand) -> RemotingCommand:
+    async def _process(self, request: RemotingCommand) -> RemotingCommand | None:
         code = request.code
         if code == RequestCode.GET_MAX_OFFSET:
             offset = self.store.get_max_offset_in_queue(

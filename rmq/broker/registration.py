@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from rmq.broker.config import BrokerConfig
 from rmq.broker.identity import BrokerIdentity
@@ -69,6 +70,7 @@ class BrokerRegistration:
         #: NameServer address → last successful registration's data version counter.
         self.registered: dict[str, int] = {}
         self.registrations = 0
+        self._cached: tuple[Any, bytes, bool] | None = None
 
     # -- body -----------------------------------------------------------------------------
 
@@ -85,7 +87,23 @@ class BrokerRegistration:
         return RouteDataVersion.from_dict(dv.to_json())
 
     def build_request(self, oneway: bool = False) -> RemotingCommand:
-        """A REGISTER_BROKER request carrying every topic config (compressed when large)."""
+        """A REGISTER_BROKER request carrying every topic config (compressed when large).
+
+        The body is encoded once per topic data version (and reused for every NameServer).
+        """
+        key = (self.topics.data_version, self.identity.permission, self.identity.broker_addr)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, *self._encode_body())
+        _, body, compressed = self._cached
+        header = self._header()
+        header.update(
+            haServerAddr=self.identity.ha_server_addr,
+            compressed=compressed,
+            bodyCrc32=body_crc32(body),
+        )
+        return new_request(RequestCode.REGISTER_BROKER, header, body, oneway=oneway)
+
+    def _encode_body(self) -> tuple[bytes, bool]:
         perm = self.identity.permission
         override = not (perm & PERM_READ and perm & PERM_WRITE)
         table = {}
@@ -102,14 +120,7 @@ class BrokerRegistration:
         compressed = (
             self.config.compressed_register or estimate > self.config.compress_register_over_bytes
         )
-        body = body_obj.encode(compressed)
-        header = self._header()
-        header.update(
-            haServerAddr=self.identity.ha_server_addr,
-            compressed=compressed,
-            bodyCrc32=body_crc32(body),
-        )
-        return new_request(RequestCode.REGISTER_BROKER, header, body, oneway=oneway)
+        return body_obj.encode(compressed), compressed
 
     # -- operations -----------------------------------------------------------------------
 
@@ -213,13 +224,14 @@ class BrokerRegistration:
             return
         for addr in self._addrs():
             d = self.client.invoke_oneway(addr, self.build_request(oneway=True))
-            d.addErrback(
-                lambda f, a=addr: self.log.warn(
-                    "Oneway registration to {addr} failed: {error}",
-                    addr=a,
-                    error=f.getErrorMessage(),
-                )
-            )
+            d.addErrback(self._oneway_failed, addr)
+
+    def _oneway_failed(self, failure: Failure, addr: str) -> None:
+        self.log.warn(
+            "Oneway registration to {addr} failed: {error}",
+            addr=addr,
+            error=failure.getErrorMessage(),
+        )
 
     @deferred_api
     async def unregister_all(self, timeout: float = 3.0) -> None:

@@ -213,7 +213,7 @@ class SendMessageProcessor:
 
     def process_request(
         self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> Deferred[RemotingCommand]:
+    ) -> Deferred[RemotingCommand | None]:
         """Answer a send; the Deferred fires with the response once the store answered."""
         return self._process(connection, request)
 
@@ -229,7 +229,7 @@ class SendMessageProcessor:
     @deferred_api
     async def _process(
         self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> RemotingCommand:
+    ) -> RemotingCommand | None:
         header = SendMessageRequestHeader.from_request(request)
         checked = self._check(request, header)
         if isinstance(checked, RemotingCommand):

@@ -322,7 +322,7 @@ class BrokerService(MultiService):
         b.store.add_arrival_listener(b.hold.on_arrival)
         self.port = await self.endpoint.listen(self.factory)
         if b.identity.listen_port == 0:
-            b.identity.listen_port = self.port.getHost().port
+            b.identity.listen_port = int(getattr(self.port.getHost(), "port", 0))
         self.log.info(
             "Broker {name} of {cluster} listening on {addr} (id {id}, role {role})",
             name=b.identity.broker_name,

@@ -7,6 +7,8 @@ NameServers and the broker service tree on the global reactor.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
@@ -46,7 +48,7 @@ class Options(usage.Options):
 
 
 def make_broker_service(
-    reactor: object,
+    reactor: Any,
     broker_config: BrokerConfig,
     store_config: MessageStoreConfig,
     memory_store: bool = False,
@@ -56,7 +58,7 @@ def make_broker_service(
     return build_broker_service(
         broker_config,
         serverFromString(reactor, broker_config.listen_endpoint),
-        reactor,  # type: ignore[arg-type]
+        reactor,
         store=store,
         store_config=store_config,
         client_endpoint_factory=tcp_endpoint_factory(reactor),

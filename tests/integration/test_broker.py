@@ -112,7 +112,7 @@ class BrokerIntegrationTests(TestCase):
         start = reactor.seconds()
         held = client.invoke(cluster.broker_addr, _pull("LpT", 1, suspend_ms=20000), 30)
         answered: list[RemotingCommand] = []
-        held.addCallback(lambda r: answered.append(r) or r)
+        held.addCallback(_record, answered)
         await _later(0.2)
         self.assertEqual(answered, [])
         self.assertEqual(len(cluster.broker.hold), 1)
@@ -195,6 +195,11 @@ class BrokerIntegrationTests(TestCase):
         )
         self.assertEqual(fastjson.loads(lst.body), {"consumerIdList": ["127.0.0.1@it"]})
         self.assertIn("%RETRY%CGI", cluster.broker.topics)
+
+
+def _record(response: RemotingCommand, into: list[RemotingCommand]) -> RemotingCommand:
+    into.append(response)
+    return response
 
 
 def _later(seconds: float) -> Deferred[None]:
