@@ -51,8 +51,7 @@ _LANGUAGE_NAME = {int(m): '"' + m.name + '"' for m in LanguageCode}
 # the U+007F..U+009F and U+2028/U+2029 cases of SerializeWriter), plus lone surrogates, which we
 # escape rather than write invalid UTF-8.
 _NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]')
-_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-_SHORT_ESCAPES.update({'"': '\\"', "\\": "\\\\"})
+_NEEDS_ESCAPE_REST = re.compile("[\x00\x03-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _OPAQUE_IN_TEXT = re.compile(rb'"opaque"\s*:\s*"?(-?\d{1,10})')
 
 _json_decoder = json.JSONDecoder()
@@ -153,18 +152,35 @@ def _decode_json_header(header: bytes) -> RemotingCommand:
         raise UndecodableHeaderError(f"undecodable JSON header: {e}", seen) from e
     if type(obj) is not dict:
         raise UndecodableHeaderError("JSON header is not an object")
+    get = obj.get
     opaque: int | None = None
     flag: int | None = None
     try:
-        opaque = _int32_field(obj, "opaque")
-        flag = _int32_field(obj, "flag")
-        code = _int32_field(obj, "code")
-        version = _int32_field(obj, "version")
-        language = _language(obj.get("language"))
-        remark = obj.get("remark")
-        if remark is not None and not isinstance(remark, str):
+        # Fast path: every field an in-range int, as all known peers send them.
+        opaque = get("opaque", 0)
+        if type(opaque) is not int or not _INT32_MIN <= opaque <= _INT32_MAX:
+            opaque = None
+            opaque = _int32_field(obj, "opaque")
+        flag = get("flag", 0)
+        if type(flag) is not int or not _INT32_MIN <= flag <= _INT32_MAX:
+            flag = None
+            flag = _int32_field(obj, "flag")
+        code = get("code", 0)
+        if type(code) is not int or not _INT32_MIN <= code <= _INT32_MAX:
+            code = _int32_field(obj, "code")
+        version = get("version", 0)
+        if type(version) is not int or not _INT32_MIN <= version <= _INT32_MAX:
+            version = _int32_field(obj, "version")
+        language_value = get("language")
+        language: int | None = (
+            _LANGUAGE_BY_NAME.get(language_value) if type(language_value) is str else None
+        )
+        if language is None:
+            language = _language(language_value)
+        remark = get("remark")
+        if remark is not None and type(remark) is not str:
             remark = _ext_text(remark)
-        raw_ext = obj.get("extFields")
+        raw_ext = get("extFields")
         if raw_ext is None:
             ext: dict[str, str] = {}
         elif type(raw_ext) is dict:
@@ -178,15 +194,16 @@ def _decode_json_header(header: bytes) -> RemotingCommand:
     except ValueError as e:
         raise UndecodableHeaderError(str(e), opaque, flag) from e
     return RemotingCommand(
-        code=code,
-        opaque=opaque,
-        flag=flag,
-        remark=remark or None,
-        ext_fields=ext,
-        language=language,
-        version=version,
-        serialize_type=SerializeType.JSON,
-        ext_fields_present=raw_ext is not None,
+        code,
+        opaque,
+        flag,
+        remark or None,
+        ext,
+        b"",
+        language,
+        version,
+        SerializeType.JSON,
+        raw_ext is not None,
     )
 
 
@@ -246,47 +263,81 @@ def _decode_rocketmq_header(header: bytes) -> RemotingCommand:
 # encode
 
 
-def _escape_char(match: re.Match[str]) -> str:
-    ch = match.group(0)
-    short = _SHORT_ESCAPES.get(ch)
-    return short if short is not None else f"\\u{ord(ch):04X}"
+def _escape_table() -> dict[int, str]:
+    table = {i: f"\\u{i:04X}" for i in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+    table.update({i: f"\\u{i:04X}" for i in range(0xD800, 0xE000)})
+    for ch, escaped in (("\b", "b"), ("\t", "t"), ("\n", "n"), ("\f", "f"), ("\r", "r")):
+        table[ord(ch)] = "\\" + escaped
+    table[ord('"')] = '\\"'
+    table[ord("\\")] = "\\\\"
+    return table
+
+
+_ESCAPES = _escape_table()
+
+
+def _escape_rest(match: re.Match[str]) -> str:
+    return _ESCAPES[ord(match.group())]
 
 
 def json_string(s: str) -> str:
     """``s`` as a fastjson double-quoted string literal (UTF-8 kept, control chars escaped)."""
     if _NEEDS_ESCAPE.search(s) is None:
         return '"' + s + '"'
-    return '"' + _NEEDS_ESCAPE.sub(_escape_char, s) + '"'
+    return '"' + _escape_body(s) + '"'
 
 
 def _str(value: object) -> str:
     return value if type(value) is str else ext_value(value)
 
 
+def _escape_body(s: str) -> str:
+    """``s`` with fastjson's escapes applied (no surrounding quotes)."""
+    # The common escapes by C-speed replaces: backslash first, then the quote and the 0x01/0x02
+    # separators of RocketMQ property strings; anything rarer goes through one regex pass.
+    s = s.replace("\\", "\\\\").replace('"', '\\"')
+    s = s.replace("\x01", "\\u0001").replace("\x02", "\\u0002")
+    if _NEEDS_ESCAPE_REST.search(s) is not None:
+        s = _NEEDS_ESCAPE_REST.sub(_escape_rest, s)
+    return s
+
+
+# Private-use characters that JSON escaping leaves alone: they stand for '":"' and '","' while
+# all keys and values are escaped in one pass (only when no key or value contains them).
+_KEY_END = "\ue000"
+_ITEM_END = "\ue001"
+
+
+def _ext_json(ext: dict[str, str]) -> str:
+    """The ``extFields`` object text, escaping all keys and values in one pass."""
+    if not ext:
+        return "{}"
+    try:
+        raw = _ITEM_END.join([k + _KEY_END + v for k, v in ext.items()])
+    except TypeError:  # a non-string value
+        raw = _ITEM_END.join([k + _KEY_END + _str(v) for k, v in ext.items()])
+    if raw.count(_KEY_END) == len(ext) and raw.count(_ITEM_END) == len(ext) - 1:
+        if _NEEDS_ESCAPE.search(raw) is not None:
+            raw = _escape_body(raw)
+        return '{"' + raw.replace(_KEY_END, '":"').replace(_ITEM_END, '","') + '"}'
+    # A key or value contains a placeholder character: escape each string on its own.
+    parts = [json_string(k) + ":" + json_string(_str(v)) for k, v in ext.items()]
+    return "{" + ",".join(parts) + "}"
+
+
 def encode_json_header(cmd: RemotingCommand) -> bytes:
     """The JSON header text as a Java 4.9.x peer writes it (sorted keys, string ext values)."""
-    parts = ['{"code":', str(int(cmd.code))]
     ext = cmd.ext_fields
-    if ext or cmd.ext_fields_present:
-        parts.append(',"extFields":{')
-        parts.append(
-            ",".join([json_string(k) + ":" + json_string(_str(v)) for k, v in ext.items()])
-        )
-        parts.append("}")
-    parts.append(',"flag":')
-    parts.append(str(int(cmd.flag)))
-    parts.append(',"language":')
+    ext_part = ',"extFields":' + _ext_json(ext) if ext or cmd.ext_fields_present else ""
     language = int(cmd.language)
-    parts.append(_LANGUAGE_NAME.get(language) or str(language))
-    parts.append(',"opaque":')
-    parts.append(str(int(cmd.opaque)))
-    if cmd.remark is not None:
-        parts.append(',"remark":')
-        parts.append(json_string(cmd.remark))
-    parts.append(',"serializeTypeCurrentRPC":"JSON","version":')
-    parts.append(str(int(cmd.version)))
-    parts.append("}")
-    return "".join(parts).encode("utf-8")
+    remark = cmd.remark
+    remark_part = ',"remark":' + json_string(remark) if remark is not None else ""
+    text = (
+        f'{{"code":{int(cmd.code)}{ext_part},"flag":{int(cmd.flag)},'
+        f'"language":{_LANGUAGE_NAME.get(language) or language},"opaque":{int(cmd.opaque)}'
+        f'{remark_part},"serializeTypeCurrentRPC":"JSON","version":{int(cmd.version)}}}'
+    )
+    return text.encode("utf-8")
 
 
 def encode_rocketmq_header(cmd: RemotingCommand) -> bytes:

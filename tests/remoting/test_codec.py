@@ -72,6 +72,14 @@ class FrameLayoutTests(SynchronousTestCase):
         self.assertEqual(json_string("\x1f\x7f"), '"\\u001F\\u007F"')
         self.assertEqual(json_string("é/中"), '"é/中"')
 
+    def test_ext_fields_with_placeholder_characters(self) -> None:
+        """Keys and values holding U+E000/U+E001 (used internally as separators) survive."""
+        for ext in ({"a\ue000": 'x"', "b": "\ue001"}, {"k": "v\ue000\x01"}, {"\ue001": ""}):
+            cmd = RemotingCommand(code=1, ext_fields=ext)
+            header = encode(cmd)[8:]
+            self.assertEqual(json.loads(header)["extFields"], ext)
+            self.assertEqual(decode(encode(cmd)[4:]).ext_fields, ext)
+
     def test_non_string_ext_values_written_as_strings(self) -> None:
         """A processor's int or bool ext value is still written as a JSON string."""
         cmd = RemotingCommand(code=0, ext_fields={"n": 5, "b": True})  # type: ignore[dict-item]

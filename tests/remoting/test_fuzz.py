@@ -35,7 +35,12 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+_tricky = st.sampled_from(
+    ["a", '"', "\\", "\x00", "\x01", "\x02", "\x7f", "\ue000", "\ue001", "\u2028", "é"]
+)
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40) | st.text(
+    _tricky, max_size=12
+)
 _int32 = st.integers(-(2**31), 2**31 - 1)
 _int16 = st.integers(-(2**15), 2**15 - 1)
 
