@@ -75,7 +75,7 @@ class ProcessorTests(SynchronousTestCase):
             self.assertEqual(self.answer(req).code, 0)
 
     def test_pull_statuses(self) -> None:
-        """FOUND, OFFSET_OVERFLOW_BADLY (21 → 0 while min is 0, as Java), empty queue at 0 (19) and past 0 (21)."""
+        """FOUND; past the end 21 (to 0 while min is 0, like Java); empty queue 19 at 0, 21 past."""
         self.broker.topics.create_topic_in_send("T", "TBW102", 4)
         empty = self.answer(pull(0, sys_flag=4))
         self.assertEqual(empty.code, 19)
