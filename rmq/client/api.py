@@ -20,7 +20,7 @@ from rmq.common import fastjson
 from rmq.common.errors import MQBrokerError, MQClientError, RemotingError
 from rmq.common.message import MessageExt, decode_messages, tags_hash
 from rmq.remoting.codes import RequestCode, ResponseCode
-from rmq.remoting.command import RemotingCommand, new_request
+from rmq.remoting.command import RemotingCommand, new_request, next_opaque
 
 MASTER_ID = 0
 PERM_WRITE = 0x2
@@ -295,15 +295,22 @@ class MQClientAPI:
         self,
         addr: str,
         mq: MessageQueue,
-        header: dict[str, object],
+        header: dict[str, str],
         body: bytes,
         *,
         batch: bool,
         timeout: float,
+        msg_id: str = "",
     ) -> SendResult:
-        """SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE with a V2 header (one-letter keys)."""
+        """SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE with a V2 header (one-letter keys).
+
+        ``header`` values must already be wire strings (the per-message hot path skips the
+        generic conversion); ``msg_id`` is copied into the result.
+        """
         code = RequestCode.SEND_BATCH_MESSAGE if batch else RequestCode.SEND_MESSAGE_V2
-        cmd = new_request(code, header, body)
+        cmd = RemotingCommand(
+            code=code, opaque=next_opaque(), ext_fields=header, body=body, ext_fields_present=True
+        )
         resp = await self.remoting.invoke(addr, cmd, timeout)
         try:
             status = SendStatus(resp.code)
@@ -312,7 +319,7 @@ class MQClientAPI:
         ext = resp.ext_fields
         return SendResult(
             status=status,
-            msg_id="",
+            msg_id=msg_id,
             offset_msg_id=ext.get("msgId", ""),
             message_queue=MessageQueue(
                 mq.topic, mq.broker_name, int(ext.get("queueId", mq.queue_id))
@@ -322,8 +329,8 @@ class MQClientAPI:
             region_id=ext.get("MSG_REGION"),
         )
 
-    async def send_oneway(self, addr: str, header: dict[str, object], body: bytes) -> None:
-        """SEND_MESSAGE_V2 as a oneway request."""
+    async def send_oneway(self, addr: str, header: dict[str, str], body: bytes) -> None:
+        """SEND_MESSAGE_V2 as a oneway request (``header`` values are wire strings)."""
         await self.remoting.invoke_oneway(
             addr, new_request(RequestCode.SEND_MESSAGE_V2, header, body, oneway=True)
         )

@@ -13,7 +13,6 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -206,6 +205,7 @@ class Producer:
         self.compress_over = compress_over
         self.compress_level = compress_level
         self.default_topic_queue_nums = default_topic_queue_nums
+        self._queue_nums_str = str(default_topic_queue_nums)
         self.retry_another_broker_when_not_store_ok = retry_another_broker_when_not_store_ok
         self.limiter = InFlightLimiter(max_in_flight, max_in_flight_bytes)
         self.lft = LatencyFaultTolerance(self.clock) if latency_avoidance else None
@@ -404,29 +404,30 @@ class Producer:
 
     def _header(
         self, msg: Message, mq: MessageQueue, sys_flag: int, batch: bool = False
-    ) -> dict[str, object]:
-        header: dict[str, object] = {
+    ) -> dict[str, str]:
+        """SendMessageRequestHeaderV2 as wire strings (what Java's fastjson writes)."""
+        header = {
             "a": self.group,
             "b": mq.topic,
             "c": DEFAULT_TOPIC,
-            "d": self.default_topic_queue_nums,
-            "e": mq.queue_id,
-            "f": sys_flag,
-            "g": now_ms(self.clock),
-            "h": msg.flag,
+            "d": self._queue_nums_str,
+            "e": str(mq.queue_id),
+            "f": str(sys_flag),
+            "g": str(now_ms(self.clock)),
+            "h": str(msg.flag),
             "i": properties_to_string(msg.properties),
-            "j": 0,
-            "k": False,
-            "m": batch,
+            "j": "0",
+            "k": "false",
+            "m": "true" if batch else "false",
             "n": mq.broker_name,
         }
         if mq.topic.startswith("%RETRY%"):
             rt = msg.properties.get("RECONSUME_TIME")
             if rt is not None:
-                header["j"] = int(rt)
+                header["j"] = str(int(rt))
             mrt = msg.properties.get("MAX_RECONSUME_TIMES")
             if mrt is not None:
-                header["l"] = int(mrt)
+                header["l"] = str(int(mrt))
         return header
 
     def _addr(self, mq: MessageQueue) -> str:
@@ -467,8 +468,12 @@ class Producer:
             try:
                 addr = self._addr(mq)
                 header = self._header(msg, mq, sys_flag, batch)
+                if msgs is not None:
+                    uniq = ",".join(m.properties.get(UNIQ_KEY, "") for m in msgs)
+                else:
+                    uniq = msg.properties.get(UNIQ_KEY, "")
                 result = await self.instance.api.send(
-                    addr, mq, header, body, batch=batch, timeout=left
+                    addr, mq, header, body, batch=batch, timeout=left, msg_id=uniq
                 )
             except (RemotingError, MQBrokerError) as e:
                 if self.lft is not None:
@@ -490,11 +495,6 @@ class Producer:
                 continue
             if self.lft is not None:
                 self.lft.update(mq.broker_name, (self.clock.seconds() - start) * 1000, False)
-            if msgs is not None:
-                uniq = ",".join(m.properties.get(UNIQ_KEY, "") for m in msgs)
-            else:
-                uniq = msg.properties.get(UNIQ_KEY, "")
-            result = _with_msg_id(result, uniq)
             if (
                 result.status.name != "SEND_OK"
                 and self.retry_another_broker_when_not_store_ok
@@ -520,10 +520,6 @@ class Producer:
             self._publish[topic] = new
             return new
         return info
-
-
-def _with_msg_id(result: SendResult, msg_id: str) -> SendResult:
-    return attrs.evolve(result, msg_id=msg_id)
 
 
 def _ip_of(client_id: str) -> str:
