@@ -92,14 +92,24 @@ def build_standalone_service(reactor: object, options: Options) -> MultiService:
         kv_config_path=os.path.join(data, "namesrv", "kvConfig.json"),
         listen_port=int(options["namesrv-port"]),
     )
-    add_namesrv_service(
+    namesrv = add_namesrv_service(
         top,
         namesrv_config,
         serverFromString(reactor, namesrv_config.listen),
         reactor,  # type: ignore[arg-type]
     )
+
+    def namesrv_addrs() -> list[str]:
+        # The actual port (the option may be 0 = ephemeral).
+        port = namesrv.listener.port
+        if port is None:
+            return []
+        return [f"127.0.0.1:{getattr(port.getHost(), 'port', 0)}"]
+
     broker_config, store_config = configs_from_properties(options.broker_properties(), "standalone")
-    make_broker_service(reactor, broker_config, store_config).setServiceParent(top)
+    broker = make_broker_service(reactor, broker_config, store_config, namesrv_addrs=namesrv_addrs)
+    broker.before_register = namesrv.when_listening
+    broker.setServiceParent(top)
     return top
 
 

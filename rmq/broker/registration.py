@@ -72,6 +72,10 @@ class BrokerRegistration:
         self.registrations = 0
         self._cached: tuple[Any, bytes, bool] | None = None
 
+    def has_namesrv(self) -> bool:
+        """True when at least one NameServer address is configured."""
+        return bool(self._addrs())
+
     # -- body -----------------------------------------------------------------------------
 
     def _header(self) -> dict[str, Any]:

@@ -220,6 +220,8 @@ class BrokerService(MultiService):
         self._start_attempt: Deferred[None] | None = None
         self._close_client = close_client
         self._flushed_offsets = -1
+        #: Awaited before the first registration (standalone: the NameServer is listening).
+        self.before_register: Callable[[], Deferred[Any]] | None = None
         config = broker.config
         self._timer(config.client_scan_interval_ms / 1000.0, self._scan_clients, "client scan")
         self._timer(
@@ -332,7 +334,9 @@ class BrokerService(MultiService):
             role=b.config.broker_role,
         )
         b.registration.active = True
-        if b.config.namesrv_addrs or b.registration._addrs():
+        if self.before_register is not None:
+            await self.before_register()
+        if b.registration.has_namesrv():
             await b.registration.register_all()
 
     def stopService(self) -> Deferred[None]:

@@ -7,6 +7,7 @@ NameServers and the broker service tree on the global reactor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService
@@ -52,6 +53,7 @@ def make_broker_service(
     broker_config: BrokerConfig,
     store_config: MessageStoreConfig,
     memory_store: bool = False,
+    namesrv_addrs: Callable[[], list[str]] | None = None,
 ) -> BrokerService:
     """The broker service on ``reactor`` with the file store (or the memory store)."""
     store = None if memory_store else FileMessageStore(store_config, reactor, reactor=reactor)
@@ -63,6 +65,7 @@ def make_broker_service(
         store_config=store_config,
         client_endpoint_factory=tcp_endpoint_factory(reactor),
         writer=thread_writer(reactor),
+        namesrv_addrs=namesrv_addrs,
     )
 
 
