@@ -347,7 +347,7 @@ class MQClientAPI:
         msgs = decode_messages(resp.body) if status is PullStatus.FOUND and resp.body else []
         return PullResult(
             status,
-            int(ext.get("nextBeginOffset", header.get("queueOffset", 0))),  # type: ignore[arg-type]
+            int(ext.get("nextBeginOffset", str(header.get("queueOffset", 0)))),
             int(ext.get("minOffset", 0)),
             int(ext.get("maxOffset", 0)),
             msgs,

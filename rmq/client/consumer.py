@@ -27,6 +27,7 @@ from twisted.logger import Logger
 
 from rmq.client.allocate import AllocateMessageQueueAveragely
 from rmq.client.api import (
+    PullResult,
     PullStatus,
     PullSysFlag,
     SubscriptionData,
@@ -209,9 +210,13 @@ class _ConsumerBase:
         if self._instance is not None:
             self._instance.send_heartbeat_to_all().addErrback(log_failure("heartbeat"))
             self._instance.update_route(topic).addCallbacks(
-                lambda _: self._instance and self._instance.rebalance_soon(),
+                lambda _: self._rebalance_soon(),
                 lambda f: self.log.warn("No route for {t}: {f}", t=topic, f=f.value),
             )
+
+    def _rebalance_soon(self) -> None:
+        if self._instance is not None:
+            self._instance.rebalance_soon()
 
     def unsubscribe(self, topic: str) -> None:
         """Stop consuming ``topic`` (its queues are released at the next rebalance)."""
@@ -522,7 +527,7 @@ class _ConsumerBase:
 
     def _sleep(self, pq: ProcessQueue, seconds: float) -> Deferred[None]:
         d: Deferred[None] = Deferred()
-        call = self.clock.callLater(seconds, lambda: d.called or d.callback(None))
+        call = self.clock.callLater(seconds, _fire, d)
         self._timers.add(call)
 
         def cleanup(r: object) -> object:
@@ -598,7 +603,7 @@ class _ConsumerBase:
             "expressionType": "TAG",
         }
         pulled = Deferred.fromCoroutine(inst.api.pull(addr, header, PULL_RPC_TIMEOUT))
-        result = await self._wait(pq, pulled)
+        result: PullResult = await self._wait(pq, pulled)
         pq.waiting = None
         if pq.dropped:
             return broker_id
@@ -647,6 +652,12 @@ class _ConsumerBase:
         self._timers.add(call)
 
 
+def _fire(d: Deferred[None]) -> None:
+    """Fire ``d`` with None unless something else fired or cancelled it first."""
+    if not d.called:
+        d.callback(None)
+
+
 def _thread_runner(clock: Any) -> BlockingRunner:
     """Run blocking file I/O in the reactor's thread pool when there is one."""
     if hasattr(clock, "getThreadPool") and hasattr(clock, "callFromThread"):
@@ -659,7 +670,8 @@ def _thread_runner(clock: Any) -> BlockingRunner:
     return run_inline
 
 
-Listener = Callable[[list[MessageExt]], "ConsumeResult | Deferred[ConsumeResult]"]
+#: A listener returns, or fires a Deferred with, a ConsumeResult (or its name as a string).
+Listener = Callable[[list[MessageExt]], Any]
 
 
 class PushConsumer(_ConsumerBase):
@@ -972,8 +984,12 @@ class PushConsumer(_ConsumerBase):
         def renew() -> Deferred[None]:
             return Deferred.fromCoroutine(self._renew_locks())
 
+        def again(_: object) -> None:
+            if self.running:
+                self._later(LOCK_RENEW_INTERVAL, loop)
+
         def loop() -> None:
-            renew().addBoth(lambda _: self.running and self._later(LOCK_RENEW_INTERVAL, loop))
+            renew().addBoth(again)
 
         self._later(LOCK_RENEW_INTERVAL, loop)
 
@@ -1120,7 +1136,7 @@ class PullConsumer(_ConsumerBase):
         if not self._ready and timeout > 0 and self.running:
             w: Deferred[None] = Deferred()
             self._pollers.append(w)
-            call = self.clock.callLater(timeout, lambda: w.called or w.callback(None))
+            call = self.clock.callLater(timeout, _fire, w)
             try:
                 await w
             finally:

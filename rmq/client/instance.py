@@ -32,7 +32,7 @@ from rmq.common.message import MessageExt, decode_message
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_response
 
-RemotingFactory = Callable[[IReactorTime, Callable[[Any, RemotingCommand], Any]], IRemoting]
+RemotingFactory = Callable[[Any, Callable[[Any, RemotingCommand], Any]], IRemoting]
 
 
 class ProducerMember(Protocol):
@@ -212,9 +212,12 @@ class MQClientInstance:
     def topics(self) -> set[str]:
         """Every topic some member produces to or consumes from."""
         out: set[str] = set()
-        for m in [*self.producers.values(), *self.consumers.values()]:
+        for m in self._members():
             out |= m.topics()
         return out
+
+    def _members(self) -> list[ProducerMember | ConsumerMember]:
+        return [*self.producers.values(), *self.consumers.values()]
 
     @deferred_api
     async def update_route(self, topic: str) -> TopicRoute:
@@ -230,7 +233,7 @@ class MQClientInstance:
             self.broker_addrs[bd.broker_name] = dict(bd.addrs)
         if old != route:
             self.log.info("Route of {topic} changed", topic=topic)
-        for m in [*self.producers.values(), *self.consumers.values()]:
+        for m in self._members():
             if topic in m.topics():
                 m.on_route(topic, route)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -76,7 +77,7 @@ class _Base(SynchronousTestCase):
         self.consumers.append(c)
         return c
 
-    def send(self, n: int, **kw: str) -> None:
+    def send(self, n: int, **kw: Any) -> None:
         for i in range(n):
             self.successResultOf(self.producer.send(new_message("T", b"m%d" % i, **kw)))
         self.cluster.wake()
@@ -412,8 +413,8 @@ class PullConsumerTests(_Base):
             self.clock,
             remoting_factory=self.cluster.connect,
             consume_from_where=ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET,
-            **kw,
-        )  # type: ignore[arg-type]
+            **kw,  # type: ignore[arg-type]
+        )
         self.consumers.append(c)
         return c
 
