@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
@@ -183,3 +185,38 @@ class ConfigAndTapTests(SynchronousTestCase):
         service = makeService(options)
         self.assertFalse(service.running)
         self.assertEqual(service.kv.path, kv)  # type: ignore[attr-defined]
+
+
+class _RefusingEndpoint:
+    """A server endpoint whose listen fails at once (the port is taken)."""
+
+    def listen(self, factory: object) -> Deferred[object]:
+        return fail(CannotListenError("127.0.0.1", 9876, OSError("in use")))
+
+
+class ListenerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        tmp = self.mktemp()
+        self.config = NamesrvConfig(kv_config_path=os.path.join(tmp, "kv.json"), rocketmq_home=tmp)
+
+    def test_waiters_before_start(self) -> None:
+        """when_listening called before start fires once privileged start has listened."""
+        service = build_namesrv_service(
+            self.config, TCP4ServerEndpoint(self.reactor, 0), self.reactor
+        )
+        d = service.when_listening()
+        self.assertNoResult(d)
+        service.privilegedStartService()
+        self.successResultOf(d)
+        service.startService()
+        self.assertEqual(len(self.reactor.tcpServers), 1)  # listened once only
+        self.successResultOf(service.stopService())
+
+    def test_listen_failure_raises(self) -> None:
+        """A listen failure is raised at start (twistd then exits) and fails waiting callers."""
+        service = build_namesrv_service(self.config, _RefusingEndpoint(), self.reactor)  # type: ignore[arg-type]
+        d = service.when_listening()
+        self.assertRaises(CannotListenError, service.privilegedStartService)
+        self.failureResultOf(d, CannotListenError)
+        self.assertEqual(len(self.flushLoggedErrors(CannotListenError)), 1)
