@@ -9,7 +9,8 @@ RocketMQSerializable):
 Lenient reader, strict writer. JSON headers written like a Java 4.9.x peer (fastjson: keys in
 alphabetical order, no whitespace, ``"serializeTypeCurrentRPC":"JSON"``, string ext values) so a
 Java frame decodes and re-encodes byte-for-byte. Read leniently: any key order, unknown keys,
-trailing whitespace (cpp's newline), ``remark`` ``""`` or absent (both become ``None``), typed
+trailing whitespace (cpp's newline), ``remark`` ``""`` or absent (both become ``None``; an empty
+remark is never written), typed
 ``extFields`` values (numbers and booleans become their text, ``null`` drops the key), ``language``
 as a name or an ordinal. ROCKETMQ binary headers keep the decoded ext entry order, so they
 re-encode byte-for-byte too.
@@ -55,6 +56,7 @@ _NEEDS_ESCAPE_REST = re.compile("[\x00\x03-\x1f\x7f-\x9f\u2028\u2029\ud800-\udff
 _OPAQUE_IN_TEXT = re.compile(rb'"opaque"\s*:\s*"?(-?\d{1,10})')
 
 _json_decoder = json.JSONDecoder()
+_scan_once = _json_decoder.scan_once  # type: ignore[attr-defined]
 
 
 class UndecodableHeaderError(HeaderError):
@@ -143,7 +145,14 @@ def _ext_text(value: Any) -> str:
 
 def _decode_json_header(header: bytes) -> RemotingCommand:
     try:
-        obj = _json_decoder.decode(header.decode("utf-8"))
+        text = header.decode("utf-8")
+        try:
+            # The C scanner without JSONDecoder.decode's two whitespace regex passes.
+            obj, end = _scan_once(text, 0)
+        except StopIteration:
+            obj = end = None
+        if end is None or (end != len(text) and not text[end:].isspace()):
+            obj = _json_decoder.decode(text)  # leading whitespace, or raises with a reason
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError
         match = _OPAQUE_IN_TEXT.search(header)
         seen = int(match.group(1)) if match else None
@@ -331,7 +340,8 @@ def encode_json_header(cmd: RemotingCommand) -> bytes:
     ext_part = ',"extFields":' + _ext_json(ext) if ext or cmd.ext_fields_present else ""
     language = int(cmd.language)
     remark = cmd.remark
-    remark_part = ',"remark":' + json_string(remark) if remark is not None else ""
+    # An empty remark is omitted like a null one: cpp and Java differ on "" (protocol §14.7).
+    remark_part = ',"remark":' + json_string(remark) if remark else ""
     text = (
         f'{{"code":{int(cmd.code)}{ext_part},"flag":{int(cmd.flag)},'
         f'"language":{_LANGUAGE_NAME.get(language) or language},"opaque":{int(cmd.opaque)}'

@@ -157,7 +157,7 @@ def to_ext_fields(fields: Mapping[str, object] | None) -> dict[str, str]:
     """Convert a mapping of header values to wire strings, dropping ``None`` values."""
     if not fields:
         return {}
-    return {k: ext_value(v) for k, v in fields.items() if v is not None}
+    return {k: v if type(v) is str else ext_value(v) for k, v in fields.items() if v is not None}
 
 
 def new_request(

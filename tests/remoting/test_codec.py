@@ -65,6 +65,10 @@ class FrameLayoutTests(SynchronousTestCase):
         cmd = RemotingCommand(code=0, ext_fields_present=True)
         self.assertIn(b'"extFields":{}', encode(cmd))
 
+    def test_empty_remark_omitted(self) -> None:
+        """An empty remark is not written (cpp and Java read "" differently)."""
+        self.assertNotIn(b"remark", encode(RemotingCommand(code=1, remark="")))
+
     def test_json_string_escapes(self) -> None:
         """Strings are escaped like fastjson: short escapes, \\uXXXX upper-case, UTF-8 kept."""
         self.assertEqual(json_string('a"b\\c'), '"a\\"b\\\\c"')
