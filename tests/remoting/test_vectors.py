@@ -8,13 +8,22 @@ formatting is not Java's; for those the re-encoded frame must decode to equal va
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from rmq.remoting.codec import decode, encode
 from rmq.remoting.codes import LanguageCode, SerializeType
-from tests.support.vectors import frame_names, load_frame, require_vectors
+from tests.support.vectors import (
+    frame_names,
+    load_command,
+    load_frame,
+    load_hex,
+    require_vectors,
+    vectors_dir,
+)
 
 _ALIONS = "ali-ons JSON: fixed key order, typed ext values, no serializeTypeCurrentRPC"
 _CPP = 'cpp JSON: trailing newline, remark "", typed ext values, no serializeTypeCurrentRPC'
@@ -139,3 +148,41 @@ class VectorContentTests(SynchronousTestCase):
         self.assertEqual(cmd.remark, "FOUND")
         self.assertTrue(data.endswith(cmd.body))
         self.assertGreater(len(cmd.body), 0)
+
+
+class VectorLoaderTests(SynchronousTestCase):
+    """tests.support.vectors finds the folder through RMQ_VECTORS and skips clearly without it."""
+
+    def _set_env(self, value: str) -> None:
+        old = os.environ.get("RMQ_VECTORS")
+        os.environ["RMQ_VECTORS"] = value
+
+        def restore() -> None:
+            if old is None:
+                os.environ.pop("RMQ_VECTORS", None)
+            else:
+                os.environ["RMQ_VECTORS"] = old
+
+        self.addCleanup(restore)
+
+    def test_missing_folder_skips_with_reason(self) -> None:
+        """A missing folder raises SkipTest naming the path and the variable."""
+        missing = self.mktemp()
+        self._set_env(missing)
+        self.assertIsNone(vectors_dir())
+        self.assertEqual(frame_names(), [])
+        err = self.assertRaises(SkipTest, require_vectors)
+        self.assertIn(missing, str(err))
+        self.assertIn("RMQ_VECTORS", str(err))
+
+    def test_env_folder_used(self) -> None:
+        """RMQ_VECTORS points the loader at another folder; frames and excerpts load from it."""
+        folder = Path(self.mktemp())
+        (folder / "store").mkdir(parents=True)
+        (folder / "x.req.hex").write_text("0000000800000002" + "7b7d7b7d" + "\n")
+        (folder / "store" / "a.hex").write_text("00ff\n")
+        self._set_env(str(folder))
+        self.assertEqual(frame_names(), ["x.req.hex"])
+        self.assertEqual(load_hex("store/a.hex"), b"\x00\xff")
+        self.assertEqual(load_frame("x.req.hex")[:4], b"\x00\x00\x00\x08")
+        self.assertEqual(load_command("x.req.hex").body, b"{}")

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from twisted.trial.unittest import SkipTest
+
+if TYPE_CHECKING:
+    from rmq.remoting.command import RemotingCommand
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VECTORS = REPO_ROOT.parent / "shared" / "vectors"
@@ -53,3 +57,10 @@ def frame_names() -> list[str]:
 def load_frame(name: str) -> bytes:
     """One remoting frame vector, complete with its 4-byte total-length word."""
     return load_hex(name)
+
+
+def load_command(name: str) -> RemotingCommand:
+    """One remoting frame vector decoded into a RemotingCommand."""
+    from rmq.remoting.codec import decode
+
+    return decode(load_frame(name)[4:])
