@@ -7,6 +7,7 @@ event, bounded by a deadline.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
@@ -319,3 +320,78 @@ class ClientIntegrationTests(TestCase):
         self.assertEqual(calls[1].body, b"retry-me")
         self.assertEqual(calls[1].topic, "IT7")
         self.assertEqual(calls[1].reconsume_times, 1)
+
+    async def extra_broker(self, cluster: LocalCluster, name: str) -> Any:
+        """Start another master broker ``name`` registered with the cluster's NameServer."""
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+
+        from rmq.broker.config import configs_from_properties
+        from rmq.broker.service import build_broker_service
+
+        props = {
+            "brokerName": name,
+            "brokerIP1": "127.0.0.1",
+            "listenPort": "0",
+            "listenInterface": "127.0.0.1",
+            "storePathRootDir": self.mktemp(),
+            "namesrvAddr": cluster.namesrv_addr,
+        }
+        broker_config, store_config = configs_from_properties(props, "test")
+        service = build_broker_service(
+            broker_config,
+            TCP4ServerEndpoint(self.reactor, 0, interface="127.0.0.1"),
+            self.reactor,
+            store_config=store_config,
+            client_endpoint_factory=tcp_endpoint_factory(self.reactor),
+        )
+        service.startService()
+        await service.started
+        return service
+
+    async def test_three_brokers_one_killed(self) -> None:
+        """Sends spread over three brokers' queues; with one broker stopped mid-run every send
+        still succeeds on the other two."""
+        cluster = await self.cluster()
+        b = await self.extra_broker(cluster, "broker-b")
+        c = await self.extra_broker(cluster, "broker-c")
+        b_running = True
+
+        async def stop_b() -> None:
+            if b_running:
+                await b.stopService()
+
+        self.addCleanup(c.stopService)
+        self.addCleanup(stop_b)
+        await self.create_topic(cluster, "IT8", 2)  # broker-a
+        from rmq.broker.topic import TopicConfig
+
+        for svc in (b, c):
+            svc.broker.topics.update_topic_config(TopicConfig("IT8", 2, 2))
+        client = RemotingClient(self.reactor, tcp_endpoint_factory(self.reactor))
+        try:
+            deadline = self.reactor.seconds() + 5
+            while True:
+                cmd = new_request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": "IT8"})
+                r = await client.invoke(cluster.namesrv_addr, cmd, 5)
+                if r.code == 0 and len(TopicRoute.from_json(r.body).queue_datas) == 3:
+                    break
+                self.assertLess(self.reactor.seconds(), deadline)
+                await deferLater(self.reactor, 0.01, lambda: None)
+        finally:
+            await client.close()
+        p = await self.producer(cluster, poll_name_server_interval=0.2)
+        used = set()
+        for i in range(24):
+            r = await p.send(new_message("IT8", b"z%d" % i))
+            used.add((r.message_queue.broker_name, r.message_queue.queue_id))
+        self.assertEqual(len(used), 6)
+        # A crash, not a clean stop: no unregistration, so the NameServer keeps routing to it.
+        b.broker.registration.active = False
+        await b.stopService()
+        b_running = False
+        brokers = set()
+        for i in range(30):
+            r = await p.send(new_message("IT8", b"after%d" % i))
+            self.assertEqual(r.status, SendStatus.SEND_OK)
+            brokers.add(r.message_queue.broker_name)
+        self.assertEqual(brokers, {"broker-a", "broker-c"})
