@@ -154,7 +154,7 @@ async def _start(
         )
         service.startService()
         try:
-            await service.started
+            await service.when_started()
         except BaseException:
             await service.stopService()
             raise

@@ -126,7 +126,7 @@ class SendMessageRequestHeader:
             "b" in request.ext_fields
         ):
             fields = {V2_KEYS.get(k, k): v for k, v in request.ext_fields.items()}
-            cmd = attrs.evolve(request, ext_fields=fields)
+            cmd = RemotingCommand(code=request.code, opaque=request.opaque, ext_fields=fields)
         else:
             cmd = request
         max_times = cmd.ext_int("maxReconsumeTimes", None)

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import (
     IListeningPort,
     IReactorTime,
@@ -27,6 +27,7 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from rmq.broker.client_manage import ClientManageProcessor, ConsumerIdsNotifier
 from rmq.broker.clients import ConsumerManager, ProducerManager
@@ -193,7 +194,7 @@ def build_broker(
 class BrokerService(MultiService):
     """Runs one :class:`Broker`: store, listening port, timers, registration (ordered start/stop).
 
-    ``started`` fires once the broker listens and has registered (or failed to) with its
+    ``when_started()`` fires once the broker listens and has registered (or failed to) with its
     NameServers; ``port`` is the listening port.
     """
 
@@ -216,7 +217,10 @@ class BrokerService(MultiService):
             on_connection_lost=self._connection_lost,
         )
         self.port: IListeningPort | None = None
-        self.started: Deferred[None] = Deferred()
+        self._start_waiters: list[Deferred[None]] = []
+        self._start_outcome: list[Failure | None] = []
+        #: Called with the Failure when the start fails (twistd: stop the process).
+        self.on_start_failure: Callable[[Failure], None] | None = None
         self._start_attempt: Deferred[None] | None = None
         self._close_client = close_client
         self._flushed_offsets = -1
@@ -309,13 +313,34 @@ class BrokerService(MultiService):
             return result
 
         attempt.addBoth(done)
-        attempt.chainDeferred(self.started)
-        self.started.addErrback(self._start_failed)
+        attempt.addCallbacks(self._start_done, self._start_failed)
 
-    def _start_failed(self, failure: Any) -> None:
+    def _start_done(self, _: object) -> None:
+        self._start_outcome = [None]
+        waiters, self._start_waiters = self._start_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def _start_failed(self, failure: Failure) -> None:
         self.log.failure(
             "Broker {name} failed to start", failure, name=self.broker.config.broker_name
         )
+        self._start_outcome = [failure]
+        waiters, self._start_waiters = self._start_waiters, []
+        for d in waiters:
+            d.errback(failure)
+        if self.on_start_failure is not None:
+            self.on_start_failure(failure)
+
+    def when_started(self) -> Deferred[None]:
+        """A fresh Deferred: fires once the broker listens and registered (or tried to), or
+        fails with the reason the start failed."""
+        if self._start_outcome:
+            (outcome,) = self._start_outcome
+            return fail(outcome) if outcome is not None else succeed(None)
+        d: Deferred[None] = Deferred()
+        self._start_waiters.append(d)
+        return d
 
     @deferred_api
     async def _start(self) -> None:

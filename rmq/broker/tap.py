@@ -70,11 +70,13 @@ def make_broker_service(
 
 
 def makeService(options: Options) -> IService:
-    """The broker service for twistd."""
+    """The broker service for twistd (a failed start stops the process)."""
     reactor = global_reactor()
-    return make_broker_service(
+    service = make_broker_service(
         reactor,
         options.broker_config,
         options.store_config,
         (options["memoryStore"] or "").lower() == "true",
     )
+    service.on_start_failure = lambda _: reactor.stop()
+    return service

@@ -39,7 +39,7 @@ class BrokerServiceTests(SynchronousTestCase):
         """Starting loads config, starts the store, listens, then registers; timers run."""
         svc = self.service()
         svc.startService()
-        self.successResultOf(svc.started)
+        self.successResultOf(svc.when_started())
         self.assertTrue(self.store.running)
         self.assertEqual(self.reactor.tcpServers[0][0], 10911)
         self.assertEqual(self.client.codes(), [RequestCode.REGISTER_BROKER])
@@ -50,7 +50,7 @@ class BrokerServiceTests(SynchronousTestCase):
         """Offsets flush every 5 s when changed; registration checks the data version every 30 s."""
         svc = self.service()
         svc.startService()
-        self.successResultOf(svc.started)
+        self.successResultOf(svc.when_started())
         svc.broker.offsets.commit_offset("G", "T", 0, 3)
         path = os.path.join(self.root, "config", "consumerOffset.json")
         self.reactor.advance(5)
@@ -66,7 +66,7 @@ class BrokerServiceTests(SynchronousTestCase):
 
         svc = self.service()
         svc.startService()
-        self.successResultOf(svc.started)
+        self.successResultOf(svc.when_started())
         conn = FakeConnection()
         data = ConsumerData(
             "G",
@@ -87,7 +87,7 @@ class BrokerServiceTests(SynchronousTestCase):
         """Stop: stop listening, unregister (awaited), then write configs and stop the store."""
         svc = self.service()
         svc.startService()
-        self.successResultOf(svc.started)
+        self.successResultOf(svc.when_started())
         svc.broker.offsets.commit_offset("G", "T", 1, 9)
         self.client.hold = True
         d = svc.stopService()
@@ -105,14 +105,14 @@ class BrokerServiceTests(SynchronousTestCase):
         """Topics and offsets written at stop are loaded by the next start."""
         svc = self.service()
         svc.startService()
-        self.successResultOf(svc.started)
+        self.successResultOf(svc.when_started())
         svc.broker.topics.create_topic_in_send("Kept", "TBW102", 2)
         svc.broker.offsets.commit_offset("G", "Kept", 1, 4)
         self.successResultOf(svc.stopService())
         self.store = MemoryMessageStore(self.reactor)
         again = self.service()
         again.startService()
-        self.successResultOf(again.started)
+        self.successResultOf(again.when_started())
         self.assertIn("Kept", again.broker.topics)
         self.assertEqual(again.broker.offsets.query_offset("G", "Kept", 1), 4)
         self.successResultOf(again.stopService())
@@ -123,7 +123,7 @@ class BrokerServiceTests(SynchronousTestCase):
 
         svc = self.service()
         svc.startService()
-        self.successResultOf(svc.started)
+        self.successResultOf(svc.when_started())
         svc.broker.topics.create_topic_in_send("T", "TBW102", 4)
         pull = new_request(
             RequestCode.PULL_MESSAGE,
@@ -146,3 +146,31 @@ class BrokerServiceTests(SynchronousTestCase):
         response = self.successResultOf(d)
         assert response is not None
         self.assertEqual(response.code, 19)
+
+
+class StartFailureTests(SynchronousTestCase):
+    def test_listen_failure_reported(self) -> None:
+        """When listening fails, when_started fails and the failure hook is called."""
+        from twisted.internet.error import CannotListenError
+        from twisted.internet.testing import MemoryReactor
+
+        class Refusing(MemoryReactor):
+            def listenTCP(self, *args: object, **kw: object) -> object:  # noqa: N802
+                raise CannotListenError("", 10911, OSError("in use"))
+
+        reactor = MemoryReactorClock()
+        reactor.listenTCP = Refusing().listenTCP  # type: ignore[method-assign]
+        svc = build_broker_service(
+            BrokerConfig(store_path_root_dir=self.mktemp()),
+            TCP4ServerEndpoint(reactor, 10911),
+            reactor,
+            store=MemoryMessageStore(reactor),
+            namesrv_client=FakeNameServerClient(),
+        )
+        hooked: list[object] = []
+        svc.on_start_failure = hooked.append
+        svc.startService()
+        self.failureResultOf(svc.when_started(), CannotListenError)
+        self.assertEqual(len(hooked), 1)
+        self.assertEqual(len(self.flushLoggedErrors(CannotListenError)), 1)
+        self.successResultOf(svc.stopService())

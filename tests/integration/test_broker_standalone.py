@@ -61,7 +61,7 @@ class StandaloneTests(TestCase):
         stopped: list[Deferred[None]] = []
         self.addCleanup(lambda: stopped[0] if stopped else top.stopService())
         broker = [s for s in top if isinstance(s, BrokerService)][0]
-        await broker.started
+        await broker.when_started()
         client = RemotingClient(reactor, tcp_endpoint_factory(reactor))
         self.addCleanup(client.close)
         addr = broker.broker.identity.broker_addr
