@@ -269,6 +269,10 @@ class CppProcess(ProcessProtocol):
             if killer.active():
                 killer.cancel()
 
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines the C++ client logged under this child's HOME."""
+        return "\n".join(cpp_log_text(self).splitlines()[-lines:])
+
     def describe(self) -> str:
         """The child's recent output, for failure messages."""
         tail = self.events[-5:]
@@ -278,7 +282,8 @@ class CppProcess(ProcessProtocol):
         )
         return (
             f"[{self.name}: {status}; {len(self.events)} events; last: {tail}; "
-            f"noise: {self.noise[-3:]}; logs in {self.home}]\nstderr tail:\n{err}"
+            f"noise: {self.noise[-3:]}; logs in {self.home}]\nstderr tail:\n{err}\n"
+            f"C++ client log tail:\n{self.log_tail(15)}"
         )
 
 
