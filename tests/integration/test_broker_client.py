@@ -6,7 +6,14 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from rmq.client import CONSUME_SUCCESS, ConsumeFromWhere, MessageExt, Producer, PushConsumer
+from rmq.client import (
+    CONSUME_SUCCESS,
+    ConsumeFromWhere,
+    ConsumeResult,
+    MessageExt,
+    Producer,
+    PushConsumer,
+)
 from rmq.client.producer import new_message
 from rmq.testing import start_local_cluster
 
@@ -28,7 +35,7 @@ class ClientRoundTripTests(TestCase):
         got: list[MessageExt] = []
         all_in: Deferred[None] = Deferred()
 
-        def listener(msgs: list[MessageExt]) -> int:
+        def listener(msgs: list[MessageExt]) -> ConsumeResult:
             got.extend(msgs)
             if len(got) == 10 and not all_in.called:
                 all_in.callback(None)
