@@ -29,6 +29,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from rmq.broker.admin import install_admin
 from rmq.broker.client_manage import ClientManageProcessor, ConsumerIdsNotifier
 from rmq.broker.clients import ConsumerManager, ProducerManager
 from rmq.broker.config import BrokerConfig
@@ -76,6 +77,8 @@ class Broker:
     send: SendMessageProcessor
     #: Extra tables to persist at stop (e.g. delay offsets, added by later features).
     tables: list[Any] = attrs.Factory(list)
+    #: Runtime counters (rmq.broker.stats.BrokerStats), set by rmq.broker.admin.install_admin.
+    stats: Any = None
 
     @property
     def send_hooks(self) -> list[ISendMessageHook]:
@@ -185,6 +188,7 @@ def build_broker(
     )
     for code, processor in broker_processors(broker).items():
         broker.dispatcher.register(code, processor)
+    broker.stats = install_admin(broker)
     topics.listeners.append(lambda: persister.request(topics))
     topics.listeners.append(registration.topics_changed)
     groups.listeners.append(lambda: persister.request(groups))
@@ -347,6 +351,8 @@ class BrokerService(MultiService):
         b = self.broker
         await b.store.start()
         b.store.add_arrival_listener(b.hold.on_arrival)
+        if b.stats is not None:
+            b.stats.store_started(b.store.add_arrival_listener)
         self.port = await self.endpoint.listen(self.factory)
         if b.identity.listen_port == 0:
             b.identity.listen_port = int(getattr(self.port.getHost(), "port", 0))
