@@ -33,8 +33,8 @@ class Options(usage.Options):
         ["listenPort", "p", None, "port to listen on (overrides listenPort)"],
         ["namesrvAddr", "n", None, "NameServer addresses host:port;host:port (overrides)"],
         ["storePathRootDir", "s", None, "store directory (overrides storePathRootDir)"],
-        ["memoryStore", None, None, "'true' to keep messages in memory only (tests, demos)"],
     ]
+    optFlags = [["memory-store", None, "keep messages in memory only (demos; nothing survives)"]]
 
     def postOptions(self) -> None:
         """Load and check the configuration now, so a bad key is a usage error."""
@@ -76,7 +76,7 @@ def makeService(options: Options) -> IService:
         reactor,
         options.broker_config,
         options.store_config,
-        (options["memoryStore"] or "").lower() == "true",
+        bool(options["memory-store"]),
     )
     service.on_start_failure = lambda _: reactor.stop()
     return service
