@@ -392,6 +392,9 @@ class SendMessageProcessor:
             problem = self._retry_redirect(header, request.version, msg)
             if isinstance(problem, str):
                 return self._error(request, ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST, problem)
+        # The producer is told the queue it asked for, also when a hook parks the message
+        # elsewhere (delay level, half message), as Java answers.
+        reply_queue_id = msg.queue_id
         context = SendContext(header, topic_config, msg, born_host, request.version)
         for hook in self.hooks:
             maybe = hook.before_put(context)
@@ -407,7 +410,7 @@ class SendMessageProcessor:
             except RMQError as e:
                 return self._error(request, e.code, e.remark)
             result = await self._put(self.store.put_message(context.message))
-        return self._response(request, result, context.message.queue_id)
+        return self._response(request, result, reply_queue_id)
 
     async def _send_batch(
         self,

@@ -34,6 +34,7 @@ from rmq.broker.client_manage import ClientManageProcessor, ConsumerIdsNotifier
 from rmq.broker.clients import ConsumerManager, ProducerManager
 from rmq.broker.config import BrokerConfig
 from rmq.broker.consumer_manage import ConsumerOffsetProcessor
+from rmq.broker.guarantees import install_guarantees
 from rmq.broker.identity import BrokerIdentity
 from rmq.broker.interfaces import ISendMessageHook
 from rmq.broker.longpoll import PullRequestHoldService
@@ -79,6 +80,11 @@ class Broker:
     tables: list[Any] = attrs.Factory(list)
     #: Runtime counters (rmq.broker.stats.BrokerStats), set by rmq.broker.admin.install_admin.
     stats: Any = None
+    #: Services with start()/stop() Deferreds, started after the store and stopped before the
+    #: tables are written (schedule, timer and transaction services of rmq.broker.guarantees).
+    components: list[Any] = attrs.Factory(list)
+    #: rmq.broker.guarantees.Guarantees, set by install_guarantees.
+    guarantees: Any = None
 
     @property
     def send_hooks(self) -> list[ISendMessageHook]:
@@ -139,6 +145,7 @@ def build_broker(
     *,
     writer: Writer = sync_writer,
     namesrv_addrs: Callable[[], list[str]] | None = None,
+    store_config: MessageStoreConfig | None = None,
 ) -> Broker:
     """Assemble the domain objects and processors (no I/O happens here)."""
     identity = BrokerIdentity.from_config(config)
@@ -189,6 +196,7 @@ def build_broker(
     for code, processor in broker_processors(broker).items():
         broker.dispatcher.register(code, processor)
     broker.stats = install_admin(broker)
+    broker.guarantees = install_guarantees(broker, store_config)
     topics.listeners.append(lambda: persister.request(topics))
     topics.listeners.append(registration.topics_changed)
     groups.listeners.append(lambda: persister.request(groups))
@@ -353,6 +361,8 @@ class BrokerService(MultiService):
         b.store.add_arrival_listener(b.hold.on_arrival)
         if b.stats is not None:
             b.stats.store_started(b.store.add_arrival_listener)
+        for component in b.components:
+            await component.start()
         self.port = await self.endpoint.listen(self.factory)
         if b.identity.listen_port == 0:
             b.identity.listen_port = int(getattr(self.port.getHost(), "port", 0))
@@ -396,6 +406,8 @@ class BrokerService(MultiService):
         if closing:
             await DeferredList(closing, consumeErrors=True)
         b.store.remove_arrival_listener(b.hold.on_arrival)
+        for component in reversed(b.components):
+            await component.stop()
         for table in (b.offsets, b.topics, b.groups, *b.tables):
             b.persister.request(table)
         await b.persister.when_idle()
@@ -436,6 +448,12 @@ def build_broker_service(
         namesrv_client = remoting
         close_client = remoting.close
     broker = build_broker(
-        config, clock, store, namesrv_client, writer=writer, namesrv_addrs=namesrv_addrs
+        config,
+        clock,
+        store,
+        namesrv_client,
+        writer=writer,
+        namesrv_addrs=namesrv_addrs,
+        store_config=store_config,
     )
     return BrokerService(broker, endpoint, close_client=close_client)

@@ -211,7 +211,7 @@ class SendProcessorTests(SynchronousTestCase):
 
         hook = Park()
         verifyObject(ISendMessageHook, hook)
-        broker.send_hooks.append(hook)
+        broker.send_hooks.insert(0, hook)
         self.answer(send(props="DELAY\x013"))
         self.answer(send())
         self.assertEqual(hook.seen, ["T", "T"])

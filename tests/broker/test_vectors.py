@@ -222,6 +222,15 @@ class VectorReplayTests(SynchronousTestCase):
 
     # -- pulls ----------------------------------------------------------------------------
 
+    def _delayed_send_delivered(self) -> None:
+        """Replay the DELAY=3 send and let the schedule service deliver it to TopicJ:2 (10 s)."""
+        schedule = self.broker.guarantees.schedule
+        self.successResultOf(schedule.start())
+        self.replay("java-send-v2-delay.req.hex")
+        self.clock.advance(10)
+        self.successResultOf(schedule.stop())
+        self.assertEqual(self.store.get_max_offset_in_queue("TopicJ", 2), 1)
+
     def _java_consumer(self) -> None:
         """Register CG_JAVA's heartbeat subscription with the pulls' newer subVersion."""
         self.replay("java-heartbeat-consumer.req.hex")
@@ -241,7 +250,7 @@ class VectorReplayTests(SynchronousTestCase):
 
     def test_java_pull_no_matched(self) -> None:
         """A queue holding only non-matching tags answers PULL_RETRY_IMMEDIATELY, offset past it."""
-        self.replay("java-send-v2-delay.req.hex")  # TagD in TopicJ:2
+        self._delayed_send_delivered()  # TagD in TopicJ:2
         self._java_consumer()
         ours = self.replay("java-pull-no-matched.req.hex")
         self.check(
@@ -252,7 +261,7 @@ class VectorReplayTests(SynchronousTestCase):
 
     def test_java_long_poll_not_found(self) -> None:
         """A pull at the queue end is held 15 s, commits its offset, then answers 19."""
-        self.replay("java-send-v2-delay.req.hex")
+        self._delayed_send_delivered()
         self._java_consumer()
         d = self.broker.dispatcher.dispatch(
             self.conn, frame("java-pull-long-poll-not-found.req.hex")
@@ -270,7 +279,7 @@ class VectorReplayTests(SynchronousTestCase):
 
     def test_long_poll_woken_by_send(self) -> None:
         """The held pull is answered FOUND the moment a matching message arrives."""
-        self.replay("java-send-v2-delay.req.hex")
+        self._delayed_send_delivered()
         self._java_consumer()
         d = self.broker.dispatcher.dispatch(
             self.conn, frame("java-pull-long-poll-not-found.req.hex")
