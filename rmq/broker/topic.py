@@ -9,6 +9,7 @@ Changes are announced to listeners (persistence, NameServer re-registration).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -160,6 +161,9 @@ class TopicConfig:
             f"{self.topic_name} {self.read_queue_nums} {self.write_queue_nums} "
             f"{self.perm} {self.topic_filter_type}"
         )
+
+
+_json_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 def _as_bool(value: Any) -> bool:
@@ -361,8 +365,33 @@ class TopicConfigManager:
         }
 
     def encode(self) -> bytes:
-        """``topics.json`` content (fastjson pretty form)."""
-        return fastjson.dumps_pretty(self.to_json())
+        """``topics.json`` content (fastjson pretty form, byte-identical to ``dumps_pretty``).
+
+        Written with one template per topic: 100,000 topics encode in a fraction of the time the
+        generic writer needs, which matters because it runs on the reactor thread.
+        """
+        dv = self.data_version
+        parts = [
+            f'{{\n\t"dataVersion":{{\n\t\t"counter":{dv.counter},\n'
+            f'\t\t"timestamp":{dv.timestamp}\n\t}},\n\t"topicConfigTable":{{'
+        ]
+        if not self._table:
+            parts.append("}\n}")
+            return "".join(parts).encode("utf-8")
+        entries = []
+        for name, c in self._table.items():
+            key = _json_str(name)
+            entries.append(
+                f'\n\t\t{key}:{{\n\t\t\t"order":{"true" if c.order else "false"},'
+                f'\n\t\t\t"perm":{c.perm},\n\t\t\t"readQueueNums":{c.read_queue_nums},'
+                f'\n\t\t\t"topicFilterType":{_json_str(c.topic_filter_type)},'
+                f'\n\t\t\t"topicName":{_json_str(c.topic_name)},'
+                f'\n\t\t\t"topicSysFlag":{c.topic_sys_flag},'
+                f'\n\t\t\t"writeQueueNums":{c.write_queue_nums}\n\t\t}}'
+            )
+        parts.append(",".join(entries))
+        parts.append("\n\t}\n}")
+        return "".join(parts).encode("utf-8")
 
     def encode_compact(self) -> bytes:
         """TopicConfigSerializeWrapper in compact JSON (GET_ALL_TOPIC_CONFIG body)."""
