@@ -9,6 +9,8 @@ with UNIQ_KEY/WAIT/TAGS, a 256-byte body) and a SEND_MESSAGE response:
 - ``request round`` = decode the request + build and encode the response (the broker hot path);
 - ``protocol`` = the same through ``RemotingProtocol.dataReceived`` with a trivial processor,
   frames arriving 64 at a time (framing, dispatch and the write included).
+
+Each figure is the best of 5 rounds (a busy machine only ever makes a round slower).
 """
 
 from __future__ import annotations
@@ -72,19 +74,25 @@ def send_response(request: RemotingCommand) -> RemotingCommand:
     )
 
 
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls of ``fn`` per second, measured for about ``seconds``."""
-    n = 0
-    batch = 1000
-    start = time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        now = time.perf_counter()
-        if now >= deadline:
-            return n / (now - start)
+def rate(fn: Callable[[], object], seconds: float, rounds: int = 5) -> float:
+    """Best calls/s of ``fn`` over ``rounds`` rounds lasting ``seconds`` in total.
+
+    The best round is reported because a shared machine only ever slows a round down.
+    """
+    best = 0.0
+    for _ in range(rounds):
+        n = 0
+        start = time.perf_counter()
+        deadline = start + seconds / rounds
+        while True:
+            for _ in range(200):
+                fn()
+            n += 200
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+        best = max(best, n / (now - start))
+    return best
 
 
 @implementer(ITransport)
