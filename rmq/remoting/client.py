@@ -203,6 +203,9 @@ class RemotingClient:
         RemotingConnectError (naming ``addr``), RemotingTimeoutError, or
         RemotingSendRequestError when the connection is lost before the answer.
         """
+        conn = self._connections.get(addr)
+        if conn is not None and conn.connected_ok and not self._closed:
+            return conn.invoke(command, timeout)  # the common case: no connect timer needed
         start = self.clock.seconds()
         connecting = self._connection(addr)
 
