@@ -22,13 +22,23 @@ from rmq.client.consumer import (
     PullConsumer,
     PushConsumer,
 )
-from rmq.client.interfaces import IAllocateStrategy, IMessageQueueSelector, IOffsetStore
+from rmq.client.interfaces import (
+    IAllocateStrategy,
+    IMessageQueueSelector,
+    IOffsetStore,
+    ITransactionListener,
+)
 from rmq.client.message_queue import MessageQueue
 from rmq.client.producer import Producer, new_message
 from rmq.client.selector import (
     SelectMessageQueueByHash,
     SelectMessageQueueByRandom,
     SelectMessageQueueByRoundRobin,
+)
+from rmq.client.transaction import (
+    LocalTransactionState,
+    TransactionProducer,
+    TransactionSendResult,
 )
 from rmq.common.message import Message, MessageExt
 
@@ -43,6 +53,8 @@ __all__ = [
     "IAllocateStrategy",
     "IMessageQueueSelector",
     "IOffsetStore",
+    "ITransactionListener",
+    "LocalTransactionState",
     "Message",
     "MessageExt",
     "MessageModel",
@@ -58,5 +70,7 @@ __all__ = [
     "SelectMessageQueueByRoundRobin",
     "SendResult",
     "SendStatus",
+    "TransactionProducer",
+    "TransactionSendResult",
     "new_message",
 ]

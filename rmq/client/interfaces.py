@@ -57,3 +57,20 @@ class IOffsetStore(Interface):
 
     def offsets() -> dict[MessageQueue, int]:
         """A copy of the in-memory table."""
+
+
+class ITransactionListener(Interface):
+    """The local-transaction side of a transactional producer (Java ``TransactionListener``).
+
+    Both methods return a ``LocalTransactionState`` (``rmq.client.transaction``), or a Deferred
+    (or coroutine) firing with one. ``None`` and exceptions count as ``UNKNOW``: the broker then
+    asks again later with ``check_local_transaction``.
+    """
+
+    def execute_local_transaction(msg: Any, arg: Any) -> Any:
+        """Run the local transaction for the half message ``msg`` just stored; ``arg`` is the
+        caller's argument to ``send_message_in_transaction``."""
+
+    def check_local_transaction(msg: Any) -> Any:
+        """The broker asks about ``msg`` (a ``MessageExt``, real topic, ``UNIQ_KEY`` property =
+        transaction id): return the transaction's outcome."""
