@@ -41,6 +41,7 @@ class GuaranteeBroker:
         file_store: bool = False,
         store_config: MessageStoreConfig | None = None,
         start: bool = True,
+        listen_port: int = 10911,
     ) -> None:
         self.case = case
         self.clock = clock
@@ -53,7 +54,9 @@ class GuaranteeBroker:
             self.store = FileMessageStore(self.store_config, clock, run_blocking=run_now)
         else:
             self.store = MemoryMessageStore(clock, self.store_config)
-        config = BrokerConfig(listen_port=10911, broker_ip1="127.0.0.1", store_path_root_dir=root)
+        config = BrokerConfig(
+            listen_port=listen_port, broker_ip1="127.0.0.1", store_path_root_dir=root
+        )
         self.broker: Broker = build_broker(
             config, clock, self.store, FakeNameServerClient(), store_config=self.store_config
         )
