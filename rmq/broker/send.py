@@ -14,8 +14,8 @@ encoding as one message) rmq stores it as a batch.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -40,7 +40,6 @@ from rmq.broker.topic import (
     is_valid_name,
     is_writeable,
 )
-from rmq.common.asyncutil import deferred_api
 from rmq.common.errors import RMQError
 from rmq.common.message import (
     CLUSTER,
@@ -59,6 +58,8 @@ from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_response
 from rmq.remoting.interfaces import IRemotingConnection, IRequestProcessor
 from rmq.store.interfaces import IMessageStore, PutMessageResult, PutMessageStatus
+
+_T = TypeVar("_T")
 
 FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 MAX_PROPERTIES_BYTES = 32767
@@ -213,23 +214,9 @@ class SendMessageProcessor:
 
     def process_request(
         self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> Deferred[RemotingCommand | None]:
-        """Answer a send; the Deferred fires with the response once the store answered."""
-        return self._process(connection, request)
-
-    def _base_fields(self) -> dict[str, str]:
-        return {
-            "MSG_REGION": self.config.region_id,
-            "TRACE_ON": "true" if self.config.trace_on else "false",
-        }
-
-    def _error(self, request: RemotingCommand, code: int, remark: str) -> RemotingCommand:
-        return new_response(request, code, remark, self._base_fields())
-
-    @deferred_api
-    async def _process(
-        self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> RemotingCommand | None:
+    ) -> RemotingCommand | Deferred[RemotingCommand | None]:
+        """Answer a send: an error response at once, or a Deferred firing with the response
+        once the store answered (no coroutine on this hot path unless a hook needs one)."""
         header = SendMessageRequestHeader.from_request(request)
         checked = self._check(request, header)
         if isinstance(checked, RemotingCommand):
@@ -243,12 +230,19 @@ class SendMessageProcessor:
         if topic_config.topic_filter_type == MULTI_TAG:
             sys_flag |= MessageSysFlag.MULTI_TAGS_FLAG
         if header.batch:
-            return await self._send_batch(
-                request, header, topic_config, queue_id, born_host, sys_flag
-            )
-        return await self._send_one(
-            connection, request, header, topic_config, queue_id, born_host, sys_flag
-        )
+            answer = self._send_batch(request, header, queue_id, born_host, sys_flag)
+        else:
+            answer = self._send_one(request, header, topic_config, queue_id, born_host, sys_flag)
+        return cast("RemotingCommand | Deferred[RemotingCommand | None]", answer)
+
+    def _base_fields(self) -> dict[str, str]:
+        return {
+            "MSG_REGION": self.config.region_id,
+            "TRACE_ON": "true" if self.config.trace_on else "false",
+        }
+
+    def _error(self, request: RemotingCommand, code: int, remark: str) -> RemotingCommand:
+        return new_response(request, code, remark, self._base_fields())
 
     def _check(
         self, request: RemotingCommand, header: SendMessageRequestHeader
@@ -355,22 +349,43 @@ class SendMessageProcessor:
                 msg.properties_str = ""
         return None
 
-    async def _put(self, result: Deferred[PutMessageResult]) -> PutMessageResult:
-        try:
-            return await result
-        finally:
-            self.limiter.release()
-
-    async def _send_one(
+    def _put(
         self,
-        connection: IRemotingConnection,
+        request: RemotingCommand,
+        put: Callable[[], Deferred[PutMessageResult]],
+        reply_queue_id: int,
+    ) -> RemotingCommand | Deferred[RemotingCommand]:
+        """Take an in-flight slot (or answer SYSTEM_BUSY), put, and map the result."""
+        try:
+            self.limiter.acquire()
+        except RMQError as e:
+            return self._error(request, e.code, e.remark)
+        try:
+            d = put()
+        except BaseException:
+            self.limiter.release()
+            raise
+        d.addBoth(self._released)
+        return d.addCallback(self._response_to, request, reply_queue_id)
+
+    def _released(self, result: _T) -> _T:
+        self.limiter.release()
+        return result
+
+    def _response_to(
+        self, result: PutMessageResult, request: RemotingCommand, queue_id: int
+    ) -> RemotingCommand:
+        return self._response(request, result, queue_id)
+
+    def _send_one(
+        self,
         request: RemotingCommand,
         header: SendMessageRequestHeader,
         topic_config: TopicConfig,
         queue_id: int,
         born_host: str,
         sys_flag: int,
-    ) -> RemotingCommand:
+    ) -> RemotingCommand | Deferred[RemotingCommand]:
         props = string_to_properties(header.properties)
         props[CLUSTER] = self.identity.cluster_name
         stored_props = {k: v for k, v in props.items() if k != WAIT}
@@ -396,31 +411,53 @@ class SendMessageProcessor:
         # elsewhere (delay level, half message), as Java answers.
         reply_queue_id = msg.queue_id
         context = SendContext(header, topic_config, msg, born_host, request.version)
-        for hook in self.hooks:
+        for index, hook in enumerate(self.hooks):
+            maybe = hook.before_put(context)
+            if maybe is not None:
+                return Deferred.fromCoroutine(
+                    self._finish_hooks_async(request, context, maybe, index + 1, reply_queue_id)
+                )
+            if context.result is not None:
+                break
+        return self._put_single(request, context, reply_queue_id)
+
+    async def _finish_hooks_async(
+        self,
+        request: RemotingCommand,
+        context: SendContext,
+        pending: Deferred[None],
+        next_index: int,
+        reply_queue_id: int,
+    ) -> RemotingCommand:
+        """The rest of the hook chain once a hook returned a Deferred."""
+        await pending
+        for hook in self.hooks[next_index:]:
+            if context.result is not None:
+                break
             maybe = hook.before_put(context)
             if maybe is not None:
                 await maybe
-            if context.result is not None:
-                break
-        if context.result is not None:
-            result = context.result
-        else:
-            try:
-                self.limiter.acquire()
-            except RMQError as e:
-                return self._error(request, e.code, e.remark)
-            result = await self._put(self.store.put_message(context.message))
-        return self._response(request, result, reply_queue_id)
+        answer = self._put_single(request, context, reply_queue_id)
+        if isinstance(answer, Deferred):
+            return await answer
+        return answer
 
-    async def _send_batch(
+    def _put_single(
+        self, request: RemotingCommand, context: SendContext, reply_queue_id: int
+    ) -> RemotingCommand | Deferred[RemotingCommand]:
+        if context.result is not None:
+            return self._response(request, context.result, reply_queue_id)
+        message = context.message
+        return self._put(request, lambda: self.store.put_message(message), reply_queue_id)
+
+    def _send_batch(
         self,
         request: RemotingCommand,
         header: SendMessageRequestHeader,
-        topic_config: TopicConfig,
         queue_id: int,
         born_host: str,
         sys_flag: int,
-    ) -> RemotingCommand:
+    ) -> RemotingCommand | Deferred[RemotingCommand]:
         if header.topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
             return self._error(
                 request, ResponseCode.MESSAGE_ILLEGAL, "batch request does not support retry group"
@@ -457,12 +494,7 @@ class SendMessageProcessor:
                     reconsume_times=header.reconsume_times,
                 )
             )
-        try:
-            self.limiter.acquire()
-        except RMQError as e:
-            return self._error(request, e.code, e.remark)
-        result = await self._put(self.store.put_messages(msgs))
-        return self._response(request, result, queue_id)
+        return self._put(request, lambda: self.store.put_messages(msgs), queue_id)
 
     def _response(
         self, request: RemotingCommand, result: PutMessageResult, queue_id: int
