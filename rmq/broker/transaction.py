@@ -235,13 +235,11 @@ class TransactionalMessageCheckService:
     def current(self, queue_offset: int) -> int | None:
         """The half offset that now stands for ``queue_offset`` (following check copies), or
         None when its transaction is already resolved or behind the progress."""
-        if queue_offset < self.progress:
-            return None
         seen = 0
         while queue_offset in self._superseded and seen < 64:
             queue_offset = self._superseded[queue_offset]
             seen += 1
-        if queue_offset in self._resolved:
+        if queue_offset < self.progress or queue_offset in self._resolved:
             return None
         return queue_offset
 
@@ -482,7 +480,8 @@ class TransactionalMessageCheckService:
         self.progress = max(self.progress, progress)
         p = self.progress
         self._resolved = {q for q in self._resolved if q >= p}
-        self._superseded = {a: b for a, b in self._superseded.items() if a >= p}
+        # Keep a replaced offset while the copy standing for it may still be answered.
+        self._superseded = {a: b for a, b in self._superseded.items() if b >= p}
         self._op_entries = [(o, h) for o, h in self._op_entries if h >= p]
         op_progress = self._op_entries[0][0] if self._op_entries else self._op_scanned
         self._offsets.commit_offset(CID_RMQ_SYS_TRANS, TRANS_HALF_TOPIC, 0, p)
