@@ -201,7 +201,7 @@ class PullMessageProcessor:
                 ResponseCode.SYSTEM_ERROR,
                 f"queueId[{header.queue_id}] is illegal, topic:[{header.topic}] "
                 f"topicConfig.readQueueNums:[{topic_config.read_queue_nums}] "
-                f"consumer:[{getattr(request, 'remote', '')}]",
+                f"consumer:[{header.consumer_group}]",
             )
         if header.sys_flag & FLAG_SUBSCRIPTION:
             if header.expression_type != EXPRESSION_TAG and not self.config.enable_property_filter:
