@@ -86,6 +86,16 @@ class BrokerConfig:
     reject_transaction_message: bool = attrs.field(
         default=False, metadata=_key("rejectTransactionMessage")
     )
+    #: Age (ms) of a half message before its first transaction check-back.
+    transaction_timeout_ms: int = attrs.field(
+        default=6000, validator=_positive, metadata=_key("transactionTimeOut")
+    )
+    #: Time (ms) between two check-backs of the same half message.
+    transaction_check_interval_ms: int = attrs.field(
+        default=60_000, validator=_positive, metadata=_key("transactionCheckInterval")
+    )
+    #: Check-backs before a half message is discarded.
+    transaction_check_max: int = attrs.field(default=15, metadata=_key("transactionCheckMax"))
     #: Bound on puts waiting for the store; beyond it sends get SYSTEM_BUSY (Java's send queue).
     send_thread_pool_queue_capacity: int = attrs.field(
         default=10000, validator=_positive, metadata=_key("sendThreadPoolQueueCapacity")

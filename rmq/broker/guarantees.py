@@ -52,6 +52,13 @@ def install_guarantees(
 ) -> Guarantees:
     """Register processors, send hooks, persisted tables and services on ``broker``."""
     levels = store_config.message_delay_level if store_config else DEFAULT_DELAY_LEVELS
+    if transaction_config is None:
+        c = broker.config
+        transaction_config = TransactionConfig(
+            timeout_ms=c.transaction_timeout_ms,
+            check_interval_ms=c.transaction_check_interval_ms,
+            check_max=c.transaction_check_max,
+        )
     persist = broker.persister.request
     schedule = ScheduleMessageService(broker.clock, broker.store, persist, levels)
     timers = TimerMessageService(broker.clock, broker.store, persist)

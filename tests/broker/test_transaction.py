@@ -374,3 +374,33 @@ class TransactionVectorTests(SynchronousTestCase):
         (m,) = self.b.messages("TopicTx", 1)
         self.assertEqual(m.body, b"tx-commit")
         self.assertEqual(m.properties[TRANSACTION_CHECK_TIMES], "1")
+
+
+class TransactionConfigTests(SynchronousTestCase):
+    def test_broker_conf_keys(self) -> None:
+        """transactionTimeOut, transactionCheckInterval and transactionCheckMax reach the service."""
+        from rmq.broker.config import configs_from_properties
+        from rmq.broker.service import build_broker
+        from rmq.broker.transaction import TransactionConfig
+        from rmq.store.memory import MemoryMessageStore
+        from tests.broker.support import FakeNameServerClient
+
+        clock = new_clock()
+        props = {
+            "transactionTimeOut": "500",
+            "transactionCheckInterval": "700",
+            "transactionCheckMax": "3",
+            "storePathRootDir": make_root(self),
+        }
+        config, store_config = configs_from_properties(props)
+        broker = build_broker(
+            config,
+            clock,
+            MemoryMessageStore(clock),
+            FakeNameServerClient(),
+            store_config=store_config,
+        )
+        self.assertEqual(
+            broker.guarantees.transactions.config,
+            TransactionConfig(timeout_ms=500, check_interval_ms=700, check_max=3),
+        )
