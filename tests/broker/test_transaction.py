@@ -378,7 +378,7 @@ class TransactionVectorTests(SynchronousTestCase):
 
 class TransactionConfigTests(SynchronousTestCase):
     def test_broker_conf_keys(self) -> None:
-        """transactionTimeOut, transactionCheckInterval and transactionCheckMax reach the service."""
+        """The three transaction keys of broker.conf reach the check-back service."""
         from rmq.broker.config import configs_from_properties
         from rmq.broker.service import build_broker
         from rmq.broker.transaction import TransactionConfig
