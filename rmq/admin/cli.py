@@ -275,7 +275,9 @@ async def topic_status(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
     """topicStatus: min/max offset and last update of every queue."""
     opts.need("topic")
     widths = (32, 4, 20, 20)
-    out(_row(widths, ("#Broker Name", "#QID", "#Min Offset", "#Max Offset", "#Last Updated")))
+    out(
+        _row(widths + (0,), ("#Broker Name", "#QID", "#Min Offset", "#Max Offset", "#Last Updated"))
+    )
     for name, addr in await admin.topic_masters(opts["topic"]):
         stats = await admin.topic_stats(addr, opts["topic"])
         for key in sorted(stats, key=lambda k: k.queue_id):

@@ -186,9 +186,8 @@ class BrokerStats:
         now = self._clock.seconds()
         base = self._base(now, window_s)
         cur = self._current(now)
-        span = now - base.at
-        if span <= 0:
-            return dict.fromkeys(("put", "get_transfered", "found", "missed", "total"), 0.0)
+        # At least one second: right after boot a handful of puts is not "thousands per second".
+        span = max(now - base.at, 1.0)
         found = (cur.found - base.found) / span
         missed = (cur.missed - base.missed) / span
         return {
@@ -211,9 +210,7 @@ class BrokerStats:
         self.maybe_sample()
         now = self._clock.seconds()
         base = self._base(now, window_s)
-        span = now - base.at
-        if span <= 0:
-            return 0.0
+        span = max(now - base.at, 1.0)
         return (self.group_gets.get(group, 0) - base.groups.get(group, 0)) / span
 
     def tps_text(self, name: str) -> str:
@@ -356,3 +353,32 @@ def _labels(base: str, extra: str) -> str:
 
 def _escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def metrics_resource(stats: BrokerStats, labels: dict[str, str]) -> Any:
+    """A ``twisted.web`` resource answering ``GET /metrics`` with :func:`prometheus_text`.
+
+    Mount it with ``Site(metrics_resource(...))`` on any endpoint (see ``docs/metrics.md``).
+    """
+    from twisted.web.resource import Resource
+
+    class MetricsPage(Resource):
+        isLeaf = True  # noqa: N815 (twisted.web's name)
+
+        def render_GET(self, request: Any) -> bytes:  # noqa: N802 (twisted.web's name)
+            request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+            return prometheus_text(stats, labels)
+
+    root = Resource()
+    root.putChild(b"metrics", MetricsPage())
+    return root
+
+
+def metrics_service(stats: BrokerStats, labels: dict[str, str], endpoint: Any) -> Any:
+    """A ``StreamServerEndpointService`` serving :func:`metrics_resource` on ``endpoint``."""
+    from twisted.application.internet import StreamServerEndpointService
+    from twisted.web.server import Site
+
+    site = Site(metrics_resource(stats, labels))
+    site.displayTracebacks = False
+    return StreamServerEndpointService(endpoint, site)

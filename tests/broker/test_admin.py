@@ -669,3 +669,33 @@ class StatsTests(SynchronousTestCase):
             self.clock.advance(1)
             self.stats.maybe_sample()
         self.assertLessEqual(len(self.stats._samples), 662)
+
+
+class PrometheusTests(SynchronousTestCase):
+    def test_text_and_resource(self) -> None:
+        """The counters render in Prometheus text format, also through the twisted.web page."""
+        from twisted.web.test.requesthelper import DummyRequest
+
+        from rmq.broker.stats import metrics_resource, prometheus_text
+
+        clock = Clock()
+        clock.advance(1000)
+        stats = BrokerStats(clock, lambda: 0)
+        listeners: list[Any] = []
+        stats.store_started(listeners.append)
+        listeners[0]('To"pic', 0, 0, 0)
+        text = prometheus_text(stats, {"broker": "broker-a"}).decode()
+        self.assertIn('rmq_broker_put_messages_total{broker="broker-a"} 1\n', text)
+        self.assertIn(
+            'rmq_broker_topic_put_messages_total{broker="broker-a",topic="To\\"pic"} 1\n', text
+        )
+        self.assertIn("# TYPE rmq_broker_put_tps gauge\n", text)
+        root = metrics_resource(stats, {})
+        request = DummyRequest([b"metrics"])
+        page = root.getChildWithDefault(b"metrics", request)
+        body = page.render_GET(request)
+        self.assertIn(b"rmq_broker_put_messages_total 1\n", body)
+        self.assertEqual(
+            request.responseHeaders.getRawHeaders(b"content-type"),
+            [b"text/plain; version=0.0.4; charset=utf-8"],
+        )
