@@ -77,9 +77,9 @@ DispatchEntry = tuple[int, int, str, int, int, int, int, list[str]]
 
 
 def disk_usage_ratio(path: str) -> float:
-    """Used fraction of the file system holding ``path`` (0.0-1.0)."""
+    """Used fraction of the file system holding ``path`` (0.0-1.0), as ``df`` reports it."""
     u = shutil.disk_usage(path)
-    return (u.total - u.free) / u.total if u.total else 0.0
+    return u.used / (u.used + u.free) if u.used + u.free else 0.0
 
 
 class _Waiter:
