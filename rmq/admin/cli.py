@@ -413,7 +413,7 @@ async def consumer_connection(admin: MQAdmin, opts: CommandOptions, out: Out) ->
         except MQBrokerError as e:
             last_error = e
             continue
-        widths = (4, 40, 24, 8)
+        widths = (4, 40, 24, 10)
         out(_row(widths + (0,), ("#", "#ClientId", "#ClientAddr", "#Language", "#Version")))
         for i, c in enumerate(conn.get("connectionSet") or [], 1):
             out(
@@ -429,10 +429,10 @@ async def consumer_connection(admin: MQAdmin, opts: CommandOptions, out: Out) ->
                 )
             )
         out("\nBelow is subscription:\n")
-        out(_row((4, 40), ("#", "#Topic", "#SubExpression")))
+        out(_row((4, 40, 0), ("#", "#Topic", "#SubExpression")))
         subs = conn.get("subscriptionTable") or {}
         for i, topic in enumerate(sorted(subs), 1):
-            out(_row((4, 40), (f"{i:03d}", topic, subs[topic].get("subString"))))
+            out(_row((4, 40, 0), (f"{i:03d}", topic, subs[topic].get("subString"))))
         out(
             f"\nConsumeType: {conn.get('consumeType')}\n"
             f"MessageModel: {conn.get('messageModel')}\n"

@@ -186,7 +186,7 @@ class CliTests(TestCase):
         out = await self.ok("consumerConnection", "-g", "CG_C")
         (client_id,) = cluster.broker.consumers.client_ids("CG_C")
         self.assertIn(client_id, out)
-        self.assertIn("TopicC", out)
+        self.assertRegex(out, r"\n002\s+TopicC\s+TagA\n")
         self.assertIn("MessageModel: CLUSTERING", out)
         producers = await self.ok("producerConnection", "-g", "PG_ADMIN", "-t", "TopicC")
         self.assertIn("JAVA", producers)
