@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -35,8 +39,10 @@ from rmq.common.message import (
 )
 from rmq.remoting.codes import RequestCode
 from rmq.remoting.command import RemotingCommand, new_request, new_response
+from rmq.remoting.dispatch import Dispatcher, FunctionProcessor
+from rmq.remoting.protocol import RemotingProtocol
 from tests.client.fakes import NAMESRV, FakeCluster, FakeRemoting
-from tests.support.vectors import load_command
+from tests.support.vectors import load_command, load_frame
 
 BROKER_A = "127.0.0.1:10911"
 
@@ -343,6 +349,25 @@ class TransactionProducerTests(SynchronousTestCase):
         self.assertTrue(end.is_oneway)
         self.assertIsNone(end.remark)
         self.assertEqual(self.producer.pending_checks(), 0)
+
+    def test_check_back_from_wire_bytes(self) -> None:
+        """The broker's CHECK_TRANSACTION_STATE frame bytes, read by a RemotingProtocol whose
+        dispatcher is the client's, reach the listener; the END goes to the peer broker and
+        nothing is written back on the check's connection (oneway)."""
+        self.listener.check = LocalTransactionState.ROLLBACK_MESSAGE
+        handler = FunctionProcessor(self.producer.instance.process_request)
+        proto = RemotingProtocol(
+            Dispatcher({RequestCode.CHECK_TRANSACTION_STATE: handler}), self.clock
+        )
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 10911))
+        proto.makeConnection(transport)
+        proto.dataReceived(load_frame("broker-check-transaction-state.oneway.hex"))
+        self.assertEqual(len(self.listener.calls), 1)
+        [(addr, end)] = ends(self.cluster)
+        self.assertEqual(addr, BROKER_A)
+        self.assertEqual(end.ext_fields["commitOrRollback"], "12")
+        self.assertEqual(transport.value(), b"")
+        proto.connectionLost(Failure(ConnectionDone()))
 
     def test_check_back_deferred(self) -> None:
         """A Deferred from check_local_transaction delays the answer until it fires."""
