@@ -132,6 +132,8 @@ class TransactionProducer(Producer):
         Fails like :meth:`Producer.send` when the half message is not stored (MQClientError,
         MQBrokerError, RemotingError); the listener is not called then.
         """
+        if not isinstance(msg, Message):
+            raise MQClientError("a transactional message must be one Message (no batches)")
         check_message(msg, self.max_message_size)
         msg.properties.pop(DELAY, None)
         msg.properties[TRAN_MSG] = "true"

@@ -290,8 +290,10 @@ class TransactionProducerTests(SynchronousTestCase):
         self.assertEqual((self.listener.calls, ends(self.cluster)), ([], []))
 
     def test_bad_message_refused(self) -> None:
-        """An empty body or a system topic fails with MQClientError before any request."""
-        for msg in [Message("TopicTx", b""), Message("RMQ_SYS_TRANS_HALF_TOPIC", b"x")]:
+        """An empty body, a system topic or a batch fails with MQClientError before any
+        request."""
+        batch: Any = [Message("TopicTx", b"x")]
+        for msg in [Message("TopicTx", b""), Message("RMQ_SYS_TRANS_HALF_TOPIC", b"x"), batch]:
             self.failureResultOf(self.producer.send_message_in_transaction(msg), MQClientError)
         self.assertEqual(self.cluster.sent(RequestCode.SEND_MESSAGE_V2), [])
 
