@@ -18,6 +18,7 @@ from rmq.broker.stats import BrokerStats
 from rmq.common import fastjson
 from rmq.common.atomicfile import write_atomic
 from rmq.common.config import parse_properties
+from rmq.common.message import decode_messages
 from rmq.remoting.codec import decode
 from rmq.remoting.codes import LanguageCode, RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request, new_response
@@ -699,3 +700,21 @@ class PrometheusTests(SynchronousTestCase):
             request.responseHeaders.getRawHeaders(b"content-type"),
             [b"text/plain; version=0.0.4; charset=utf-8"],
         )
+
+
+class DataPathAdminVectorTests(AdminTestBase):
+    def test_get_max_offset(self) -> None:
+        """mqadmin's GET_MAX_OFFSET (with ``bname``) answers the queue's max offset like Java."""
+        self.send_java(2)
+        ours = self.replay("admin-get-max-offset.req.hex")
+        recorded = self.check(ours, "admin-get-max-offset.resp.hex")
+        self.assertEqual(ours.ext_fields["offset"], recorded.ext_fields["offset"])
+
+    def test_query_message_by_key(self) -> None:
+        """mqadmin's QUERY_MESSAGE by key returns the stored message with Java's properties."""
+        self.send_java(1)
+        ours = self.replay("admin-query-message.req.hex")
+        recorded = self.check(ours, "admin-query-message.resp.hex")
+        (mine,) = decode_messages(ours.body)
+        (theirs,) = decode_messages(recorded.body)
+        self.assertEqual((mine.body, mine.properties), (theirs.body, theirs.properties))
