@@ -374,7 +374,9 @@ class ScheduleMessageService:
             self._tasks.discard(d)
             lv.running = False
             if isinstance(result, Failure):
-                self.log.failure("Delivering delay level {level} failed", result, level=lv.level)
+                self.log.failure(
+                    "Delivering delay level {delay_level} failed", result, delay_level=lv.level
+                )
                 self._wake_later(lv, DELIVERY_RETRY_S)
             if lv.again:
                 lv.again = False
@@ -404,9 +406,9 @@ class ScheduleMessageService:
             high = store.get_max_offset_in_queue(SCHEDULE_TOPIC, qid)
             if offset < low:
                 self.log.warn(
-                    "Delay level {level}: offset {offset} below the queue's minimum {low}; "
+                    "Delay level {delay_level}: offset {offset} below the queue's minimum {low}; "
                     "skipping ahead",
-                    level=lv.level,
+                    delay_level=lv.level,
                     offset=offset,
                     low=low,
                 )

@@ -96,7 +96,7 @@ class GuaranteeBroker:
         self.store.remove_arrival_listener(b.hold.on_arrival)
         self.case.successResultOf(self.store.stop())
 
-    def request(self, command: RemotingCommand, conn: Any = None) -> RemotingCommand | None:
+    def request(self, command: RemotingCommand, conn: Any = None) -> Any:
         """Dispatch ``command``; the response (None for oneway requests)."""
         return self.case.successResultOf(
             self.broker.dispatcher.dispatch(conn or self.conn, command)
@@ -129,7 +129,9 @@ class GuaranteeBroker:
             "reconsumeTimes": reconsume_times,
             "maxReconsumeTimes": max_reconsume_times,
         }
-        response = self.request(new_request(RequestCode.SEND_MESSAGE, fields, body), conn)
+        response: RemotingCommand | None = self.request(
+            new_request(RequestCode.SEND_MESSAGE, fields, body), conn
+        )
         assert response is not None
         return response
 
@@ -162,6 +164,6 @@ def new_clock() -> Clock:
 
 def make_root(case: SynchronousTestCase) -> str:
     """A fresh directory for config files and the file store."""
-    root = case.mktemp()
+    root = str(case.mktemp())
     os.makedirs(root)
     return root

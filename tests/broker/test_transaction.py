@@ -198,7 +198,7 @@ class TransactionTests(TransactionTestsBase):
     def test_check_schedule_and_discard(self) -> None:
         """Checks come at 6 s then every 60 s; after 15 the message is discarded and logged."""
         self.half()
-        times = []
+        times: list[float] = []
         start = self.clock.seconds()
         for _ in range(16 * 60):
             self.clock.advance(1)

@@ -139,7 +139,7 @@ class GuaranteeIntegrationTests(TestCase):
         self.addCleanup(dlq.close)
         deliveries: list[MessageExt] = []
 
-        def listener(msgs: list[MessageExt]) -> str:
+        def listener(msgs: list[MessageExt]) -> Any:
             deliveries.extend(msgs)
             return RECONSUME_LATER
 
