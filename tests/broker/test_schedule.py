@@ -106,6 +106,30 @@ class DelayLevelTests(SynchronousTestCase):
         with open(path, "rb") as f:
             self.assertEqual(f.read(), b'{\n\t"offsetTable":{2:1,3:2\n\t}\n}')
 
+    def test_failed_delivery_retried(self) -> None:
+        """A delivery the store refuses is logged and retried 10 s later, without loss."""
+        self.b.send("T", b"a", {DELAY: "1"})
+        self.successResultOf(self.b.store.stop())
+        self.clock.advance(1)
+        self.assertEqual(self.b.g.schedule.offset(1), 0)
+        self.successResultOf(self.b.store.start())
+        self.clock.advance(9.999)
+        self.assertEqual(self.b.messages("T", 0), [])
+        self.clock.advance(0.001)
+        self.assertEqual([m.body for m in self.b.messages("T", 0)], [b"a"])
+        self.assertEqual(self.b.g.schedule.offset(1), 1)
+
+    def test_skips_ahead_of_removed_messages(self) -> None:
+        """A saved offset below the queue's minimum moves up to it (logged), then delivers."""
+        self.b.send("T", b"a", {DELAY: "1"})
+        store = self.b.store
+        original = store.get_min_offset_in_queue
+        store.get_min_offset_in_queue = lambda topic, qid: 1 if topic == SCHEDULE_TOPIC else 0  # type: ignore[method-assign]
+        self.addCleanup(setattr, store, "get_min_offset_in_queue", original)
+        self.b.send("T", b"b", {DELAY: "1"})
+        self.clock.advance(1)
+        self.assertEqual([m.body for m in self.b.messages("T", 0)], [b"b"])
+
     def test_no_timer_while_idle(self) -> None:
         """An idle schedule service leaves no delayed call behind."""
         self.b.send("T", b"a", {DELAY: "1"})
