@@ -124,7 +124,7 @@ class DelayLevelTests(SynchronousTestCase):
         self.b.send("T", b"a", {DELAY: "1"})
         store = self.b.store
         original = store.get_min_offset_in_queue
-        store.get_min_offset_in_queue = lambda topic, qid: 1 if topic == SCHEDULE_TOPIC else 0  # type: ignore[method-assign]
+        store.get_min_offset_in_queue = lambda topic, qid: 1 if topic == SCHEDULE_TOPIC else 0  # type: ignore[method-assign,assignment]
         self.addCleanup(setattr, store, "get_min_offset_in_queue", original)
         self.b.send("T", b"b", {DELAY: "1"})
         self.clock.advance(1)
