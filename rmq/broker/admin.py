@@ -614,6 +614,7 @@ class BrokerConfigUpdater:
 def _config_holders(broker: Broker) -> list[Any]:
     """Every object of ``broker`` that keeps a reference to its BrokerConfig."""
     holders: list[Any] = [broker.send, broker.registration]
+    holders += list(broker.send_hooks) + list(getattr(broker, "components", ()))
     for code in range(0, 1024):
         processor = broker.dispatcher.processor_for(code)
         while processor is not None and processor not in holders:

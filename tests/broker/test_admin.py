@@ -561,6 +561,7 @@ class BrokerInfoVectorTests(AdminTestBase):
         self.assertEqual(response.code, 0, response.remark)
         self.assertEqual(self.broker.config.max_message_size, 1024)
         self.assertEqual(self.broker.send.config.max_message_size, 1024)
+        self.assertIs(self.broker.guarantees.transaction_hook.config, self.broker.config)
         self.assertFalse(self.broker.topics.defaults.auto_create_topic_enable)
         big = frame("java-send-v2.req.hex")
         big.body = b"x" * 2000
