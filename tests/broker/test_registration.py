@@ -157,3 +157,52 @@ class RegistrationTests(SynchronousTestCase):
         self.assertEqual(len(body.topic_config_table), len(self.topics))
         self.assertLess(elapsed, 10.0)
         self.assertGreater(len(zlib.decompress(req.body)), len(req.body))
+
+
+class RegistrationWithNameServerTests(SynchronousTestCase):
+    def test_liveness_kept_by_data_version_checks(self) -> None:
+        """Against rmq's NameServer, QUERY_DATA_VERSION every 30 s keeps the broker alive for
+        10 minutes with one full registration; a NameServer that forgot it gets a new one."""
+        from twisted.internet.defer import Deferred, succeed
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+        from twisted.internet.testing import MemoryReactorClock
+
+        from rmq.namesrv.config import NamesrvConfig
+        from rmq.namesrv.service import build_namesrv_service
+        from rmq.remoting.command import RemotingCommand
+        from tests.broker.support import FakeConnection
+
+        clock = MemoryReactorClock()
+        clock.advance(1_800_000_000)
+        ns = build_namesrv_service(
+            NamesrvConfig(kv_config_path=self.mktemp(), listen_port=0),
+            TCP4ServerEndpoint(clock, 0),
+            clock,
+        )
+        conn = FakeConnection("127.0.0.1:40000")
+
+        class Wire:
+            def invoke(
+                self, addr: str, command: RemotingCommand, timeout: float = 3.0
+            ) -> Deferred[RemotingCommand]:
+                return ns.dispatcher.dispatch(conn, command)  # type: ignore[return-value]
+
+            def invoke_oneway(self, addr: str, command: RemotingCommand) -> Deferred[None]:
+                ns.dispatcher.dispatch(conn, command)
+                return succeed(None)
+
+        cfg = BrokerConfig(namesrv_addr="ns:1", listen_port=10911)
+        topics = TopicConfigManager(clock, TopicDefaults())
+        reg = BrokerRegistration(cfg, BrokerIdentity.from_config(cfg), topics, Wire(), clock)
+        self.assertEqual(self.successResultOf(reg.register_all()), [True])
+        for _ in range(20):
+            clock.advance(30)
+            self.successResultOf(reg.periodic())
+            ns.scan_not_active_broker()
+        self.assertIn("127.0.0.1:10911", ns.routes.broker_live_table)
+        self.assertEqual(reg.registrations, 1)
+        ns.routes.on_channel_destroy(conn.remote_address)
+        self.assertNotIn("127.0.0.1:10911", ns.routes.broker_live_table)
+        self.successResultOf(reg.periodic())
+        self.assertIn("127.0.0.1:10911", ns.routes.broker_live_table)
+        self.assertEqual(reg.registrations, 2)
