@@ -126,8 +126,8 @@ def main() -> None:
                 window.merge(item["hist"])
                 total.merge(item["hist"])
             now = time.monotonic()
-            if now >= next_report or not running:
-                span = now - (next_report - args.interval)
+            span = now - (next_report - args.interval)
+            if now >= next_report or (not running and span >= 1.0):
                 print(
                     f"[{now - start:6.1f}s] consume TPS {window.count / span:9.0f}  "
                     f"born-to-consume {window.summary_ms()}  total {total.count}",

@@ -65,14 +65,15 @@ def worker(cfg: dict[str, Any]) -> None:
     threads = [threading.Thread(target=send_loop) for _ in range(cfg["threads"])]
     for t in threads:
         t.start()
+    last = time.monotonic()
     while any(t.is_alive() for t in threads):
         time.sleep(1.0)
         with lock:
             hist, failed, errors = state["hist"], state["failed"], state["errors"]
             state.update(hist=cppstats.Histogram(), failed=0, errors=[])
-        cppstats.emit(
-            {"t": time.time(), "hist": hist.to_json(), "failed": failed, "errors": errors}
-        )
+        now = time.monotonic()
+        span, last = now - last, now
+        cppstats.emit({"span": span, "hist": hist.to_json(), "failed": failed, "errors": errors})
     producer.shutdown()
 
 
@@ -126,6 +127,7 @@ def main() -> None:
     running = len(procs)
     window, total = cppstats.Histogram(), cppstats.Histogram()
     window_failed = total_failed = 0
+    total_span = 0.0  # worker-seconds measured after the warm-up
     next_report = start + args.interval
     errors: list[str] = []
     try:
@@ -140,12 +142,13 @@ def main() -> None:
                 window.merge(item["hist"])
                 window_failed += item["failed"]
                 errors.extend(item["errors"])
-                if time.monotonic() - start > args.warmup:
+                if time.monotonic() - start > args.warmup + 0.5:
                     total.merge(item["hist"])
                     total_failed += item["failed"]
+                    total_span += item["span"]
             now = time.monotonic()
-            if now >= next_report or not running:
-                span = now - (next_report - args.interval)
+            span = now - (next_report - args.interval)
+            if now >= next_report or (not running and span >= 1.0):
                 print(
                     f"[{now - start:6.1f}s] send TPS {window.count / span:9.0f}  "
                     f"{window.summary_ms()}  failed {window_failed}",
@@ -158,9 +161,9 @@ def main() -> None:
                 next_report = now + args.interval
     finally:
         cppstats.stop_workers(procs)
-    measured = max(0.001, args.duration - args.warmup)
+    measured = max(0.001, total_span / args.procs)
     print(
-        f"TOTAL (after {args.warmup:g}s warm-up, {measured:g}s): {total.count} sent, "
+        f"TOTAL (after {args.warmup:g}s warm-up, {measured:.1f}s): {total.count} sent, "
         f"{total.count / measured:.0f} msg/s, {total.summary_ms()}, failed {total_failed}",
         flush=True,
     )

@@ -16,11 +16,6 @@ from rmq.remoting.codes import RequestCode
 from rmq.testing import LocalCluster, start_local_cluster
 from tests.support.cpp import CppHarness, CppProcess, Event
 
-#: Delay levels are not scheduled by rmq's broker yet (issue 6): measured, a DELAY=2 message sent
-#: by the C++ client reaches the C++ consumer after 4 ms instead of 5 s.
-_DELAY_SUPPORTED = False
-_DELAY_SKIP = "rmq broker delivers DELAY-level messages at once: no SCHEDULE_TOPIC_XXXX service yet"
-
 #: 18 levels, all 1 s except level 2 (5 s): the first retry (level 3) then comes back in 1 s.
 FAST_RETRY_LEVELS = "1s 5s " + " ".join(["1s"] * 16)
 
@@ -85,8 +80,6 @@ class CppDeliveryTests(TestCase):
 
     async def test_delay_level_2_is_delivered_after_5_seconds(self) -> None:
         """A message sent with delay level 2 arrives no sooner than 5 s and within 5.1 s."""
-        if not _DELAY_SUPPORTED:
-            raise SkipTest(_DELAY_SKIP)
         await self.start_cluster()
         topic = "TopicCppDelay"
         await self.all_sent(self.produce(topic, [{"body": "warm", "keys": "warm"}], "warm"))
