@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from rmq.common.asyncutil import global_reactor
-from rmq.remoting.codes import RequestCode
 from rmq.testing import LocalCluster, start_local_cluster
 from tests.support.cpp import CppHarness, CppProcess, Event
 
@@ -40,14 +39,6 @@ class CppDeliveryTests(TestCase):
         self.harness = CppHarness(self, self.reactor)
         self.cluster = cluster
         return cluster
-
-    def require(self, code: RequestCode, consequence: str) -> None:
-        """Skip (naming the missing request code) when rmq's broker has no processor for it."""
-        if self.cluster.broker.dispatcher.processor_for(code) is None:
-            raise SkipTest(
-                f"rmq broker does not handle {code.name} ({int(code)}) yet (issue 6); "
-                f"the C++ client then {consequence}"
-            )
 
     def produce(self, topic: str, specs: list[dict[str, Any]], name: str) -> CppProcess:
         """A C++ producer sending ``specs`` in order."""
@@ -99,10 +90,6 @@ class CppDeliveryTests(TestCase):
     async def test_reconsume_later_once_redelivers_with_reconsume_count_1(self) -> None:
         """RECONSUME_LATER once sends the message back; it returns with reconsume count 1."""
         await self.start_cluster(messageDelayLevel=FAST_RETRY_LEVELS)
-        self.require(
-            RequestCode.CONSUMER_SEND_MSG_BACK,
-            "logs the refusal and commits the offset: the message is lost, never retried",
-        )
         topic = "TopicCppRetry"
         specs = [{"body": f"body-{i}", "keys": f"r-{i}", "tags": "R"} for i in range(3)]
         await self.all_sent(self.produce(topic, specs, "retry"))
@@ -126,9 +113,6 @@ class CppDeliveryTests(TestCase):
     async def test_orderly_send_keeps_per_key_order_at_orderly_consumer(self) -> None:
         """Sharded orderly sends land in one queue per key and are consumed in send order."""
         await self.start_cluster()
-        self.require(
-            RequestCode.LOCK_BATCH_MQ, "never locks a queue, so its orderly consumer gets nothing"
-        )
         topic = "TopicCppOrderly"
         shards, per_shard = 6, 20
         specs = [
