@@ -84,7 +84,10 @@ def delivered_message(
     counterpart: ``ScheduleMessageService.messageTimeup``: same body, flag, sysFlag, born
     timestamp/host, store host and reconsume times; tags code recomputed; ``WAIT=false``.
     """
-    props = {k: v for k, v in ext.properties.items() if k not in drop}
+    props = {k: v for k, v in ext.properties.items() if k not in drop and k != WAIT}
+    stored = properties_to_string(props)
+    # WAIT stays out of the stored record (as on rmq's send path) but tells the store not to
+    # hold the delivery for a flush.
     props[WAIT] = "true" if wait else "false"
     return BrokerMessage(
         topic=props.get(REAL_TOPIC, ext.topic),
@@ -92,7 +95,7 @@ def delivered_message(
         body=ext.body,
         flag=ext.flag,
         properties=props,
-        properties_str=properties_to_string(props),
+        properties_str=stored,
         tags_code=tags_hash(props.get(TAGS)),
         born_timestamp=ext.born_timestamp,
         born_host=ext.born_host,
@@ -259,7 +262,7 @@ class DelayHook:
         Raises RMQError(MESSAGE_ILLEGAL) for a malformed value or a delay beyond the maximum.
         """
         props = msg.properties
-        if not any(p in props for p in _TIMER_PROPS):
+        if not (TIMER_DELIVER_MS in props or TIMER_DELAY_SEC in props or TIMER_DELAY_MS in props):
             return False
         now = now_ms(self._clock)
         try:
