@@ -83,6 +83,8 @@ class RemotingProtocol(Protocol):
         self._close_waiters: list[Deferred[None]] = []
         self._closing = False
         self._lost = False
+        self._receiving = False
+        self._reentrant: list[bytes] = []
 
     # ---------------------------------------------------------------------------------------
     # connection lifecycle
@@ -156,6 +158,23 @@ class RemotingProtocol(Protocol):
         """Buffer ``data`` and hand each complete frame to ``stringReceived``."""
         if self._closing:
             return
+        if self._receiving:
+            # Re-entered from a frame handler (a synchronous in-memory transport): the buffer is
+            # exported to a memoryview right now, so queue the data for the outer call.
+            self._reentrant.append(data)
+            return
+        self._receiving = True
+        try:
+            self._frames_from(data)
+            while self._reentrant and not self._closing:
+                self._frames_from(self._reentrant.pop(0))
+        except Exception:
+            self.log.failure("Handling data from {peer} failed", peer=self.remote_address)
+            self._abort("internal error while handling a frame")
+        finally:
+            self._receiving = False
+
+    def _frames_from(self, data: bytes) -> None:
         buf = self._buffer
         buf += data
         pos = 0
@@ -188,7 +207,10 @@ class RemotingProtocol(Protocol):
         self._abort(f"frame length {length} exceeds the maximum of {self.MAX_LENGTH} bytes")
 
     def stringReceived(self, frame: bytes | memoryview) -> None:
-        """One complete frame (without its length word): decode it and route it."""
+        """One complete frame (without its length word): decode it and route it.
+
+        ``frame`` may be a memoryview into the receive buffer, valid only during this call.
+        """
         try:
             cmd = decode(frame)
         except FrameError as e:

@@ -125,6 +125,32 @@ class FramingTests(_ProtocolTestBase):
         self.proto.dataReceived(_raw_frame(b"{}", serialize_type=9))
         self.assertTrue(self.transport.disconnecting)
 
+    def test_reentrant_data(self) -> None:
+        """Data delivered from inside a frame handler is queued and handled after it, in order."""
+        order: list[int] = []
+        later = encode(new_request(2))
+
+        def first(conn: IRemotingConnection, req: RemotingCommand) -> None:
+            order.append(1)
+            self.proto.dataReceived(later)
+            order.append(11)
+
+        self.dispatcher.register(1, FunctionProcessor(first))
+        self.dispatcher.register(2, FunctionProcessor(lambda c, r: order.append(2)))
+        self.proto.dataReceived(encode(new_request(1)))
+        self.assertEqual(order, [1, 11, 2])
+
+    def test_internal_error_closes(self) -> None:
+        """An unexpected error while handling a frame is logged and closes the connection."""
+
+        def broken_write(data: bytes) -> None:
+            raise OSError("transport broken")
+
+        self.transport.write = broken_write  # type: ignore[method-assign]
+        self.proto.dataReceived(encode(new_request(RequestCode.HEART_BEAT)))
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertTrue(self.transport.disconnecting)
+
 
 class RequestHandlingTests(_ProtocolTestBase):
     """Incoming requests are dispatched; the connection survives bad requests."""
