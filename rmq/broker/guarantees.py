@@ -99,5 +99,7 @@ def install_guarantees(
         [RequestCode.LOCK_BATCH_MQ, RequestCode.UNLOCK_BATCH_MQ], RebalanceLockProcessor(locks)
     )
     broker.tables.extend([schedule.table, timers.table])
-    broker.components.extend([schedule, timers, transactions])
+    if broker.config.is_master:
+        # A slave only replicates: deliveries and check-backs are the master's job (as in Java).
+        broker.components.extend([schedule, timers, transactions])
     return Guarantees(schedule, timers, transactions, locks, delay_hook, transaction_hook)

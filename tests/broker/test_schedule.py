@@ -318,3 +318,18 @@ class CrashStore497Tests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertEqual(b.messages("FixtureA", 0)[-1].body, b"after")
         self.assertEqual(b.g.schedule.offset(1), 31)
+
+
+class SlaveTests(SynchronousTestCase):
+    def test_slave_runs_no_delivery_services(self) -> None:
+        """A slave broker registers the processors but starts no schedule/timer/check service."""
+        from rmq.broker.config import BrokerConfig
+        from rmq.broker.service import build_broker
+        from rmq.store.memory import MemoryMessageStore
+        from tests.broker.support import FakeNameServerClient
+
+        clock = new_clock()
+        config = BrokerConfig(broker_role="SLAVE", broker_id=1, store_path_root_dir=make_root(self))
+        broker = build_broker(config, clock, MemoryMessageStore(clock), FakeNameServerClient())
+        self.assertEqual(broker.components, [])
+        self.assertIsNotNone(broker.guarantees)
