@@ -108,14 +108,7 @@ class RemotingClient:
         if conn is not None and conn.connected_ok:
             return succeed(conn)
         attempt = self._connecting.get(addr)
-        if attempt is None:
-            attempt = self._start_connecting(addr)
-            if attempt is None:  # failed synchronously; the cache may already hold the answer
-                conn = self._connections.get(addr)
-                if conn is not None and conn.connected_ok:
-                    return succeed(conn)
-                return fail(RemotingConnectError(f"connect to {addr} failed"))
-        waiters = attempt[1]
+        waiters = attempt[1] if attempt is not None else []
 
         def cancel(waiter: Deferred[RemotingProtocol]) -> None:
             if waiter in waiters:
@@ -123,24 +116,29 @@ class RemotingClient:
 
         waiter: Deferred[RemotingProtocol] = Deferred(cancel)
         waiters.append(waiter)
+        if attempt is None:
+            # The waiter is registered first: an endpoint may fire synchronously.
+            try:
+                endpoint = self.endpoint_factory(addr)
+            except Exception as e:
+                waiters.clear()
+                return fail(RemotingConnectError(f"connect to {addr} failed: {e}"))
+            self._start_connecting(addr, endpoint, waiters)
         return waiter
 
     def _start_connecting(
-        self, addr: str
-    ) -> tuple[Deferred[Any], list[Deferred[RemotingProtocol]]] | None:
-        waiters: list[Deferred[RemotingProtocol]] = []
-        try:
-            endpoint = self.endpoint_factory(addr)
-        except Exception as e:
-            self.log.warn("No endpoint for {addr}: {error}", addr=addr, error=e)
-            return None
+        self, addr: str, endpoint: IStreamClientEndpoint, waiters: list[Deferred[RemotingProtocol]]
+    ) -> None:
         factory = RemotingFactory(
             self.dispatcher,
             self.clock,
             max_frame_size=self.max_frame_size,
             on_connection_lost=lambda conn: self._evict(addr, conn),
         )
-        attempt: Deferred[Any] = endpoint.connect(factory)
+        try:
+            attempt: Deferred[Any] = endpoint.connect(factory)
+        except Exception as e:
+            attempt = fail(e)
         entry = (attempt, waiters)
         self._connecting[addr] = entry
         attempt.addTimeout(self.connect_timeout, self.clock)
@@ -172,7 +170,6 @@ class RemotingClient:
             self._fail_waiters(waiters, addr, why)
 
         attempt.addCallbacks(connected, failed)
-        return entry
 
     @staticmethod
     def _fail_waiters(waiters: list[Deferred[RemotingProtocol]], addr: str, why: str) -> None:

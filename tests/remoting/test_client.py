@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -187,6 +189,48 @@ class RemotingClientTests(SynchronousTestCase):
         d = self.client.connection(ADDR)
         self.endpoints[ADDR].succeed()
         self.assertTrue(IRemotingConnection.providedBy(self.successResultOf(d)))
+
+
+class _SyncEndpoint:
+    """An endpoint whose connect succeeds (or fails, or raises) synchronously."""
+
+    def __init__(self, outcome: str) -> None:
+        self.outcome = outcome
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1))
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+        if self.outcome == "raise":
+            raise ValueError("endpoint exploded")
+        if self.outcome == "fail":
+            return fail(ConnectionRefusedError())
+        proto = factory.buildProtocol(None)  # type: ignore[arg-type]
+        assert proto is not None
+        proto.makeConnection(self.transport)
+        return succeed(proto)
+
+
+class SynchronousEndpointTests(SynchronousTestCase):
+    """Endpoints that complete inside connect() are handled like asynchronous ones."""
+
+    def test_synchronous_success(self) -> None:
+        """A connection made synchronously serves the very call that started it."""
+        endpoint = _SyncEndpoint("ok")
+        client = RemotingClient(Clock(), lambda addr: endpoint)  # type: ignore[arg-type,return-value]
+        d = client.invoke_oneway(ADDR, new_request(34))
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(len(written_commands(endpoint.transport)), 1)
+
+    def test_synchronous_failure_and_raise(self) -> None:
+        """A connect that fails or raises synchronously gives RemotingConnectError."""
+        for outcome in ("fail", "raise"):
+            endpoint = _SyncEndpoint(outcome)
+            clock = Clock()
+            client = RemotingClient(clock, lambda addr, e=endpoint: e)  # type: ignore[misc]
+            failure = self.failureResultOf(
+                client.invoke(ADDR, new_request(1)), RemotingConnectError
+            )
+            self.assertIn(ADDR, failure.value.remark)
+            self.assertEqual(clock.getDelayedCalls(), [])
 
 
 class EndpointFactoryTests(SynchronousTestCase):
