@@ -27,6 +27,7 @@ the exact due time of the earliest pending half message (no periodic scan while 
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import attrs
@@ -188,7 +189,10 @@ class TransactionalMessageCheckService:
         self.progress = 0
         self._half_scanned = 0
         self._op_scanned = 0
+        # Insertion order is queue order (records are scanned in order), so the first key is the
+        # lowest pending offset; ``_due`` is a heap of (due ms, offset) with lazy deletion.
         self._pending: dict[int, _Pending] = {}
+        self._due: list[tuple[int, int]] = []
         self._resolved: set[int] = set()
         self._superseded: dict[int, int] = {}
         self._op_entries: list[tuple[int, int]] = []
@@ -349,16 +353,31 @@ class TransactionalMessageCheckService:
             immunity = ext.properties.get(CHECK_IMMUNITY_TIME_IN_SECONDS)
             if not times and immunity and immunity.isdigit():
                 wait = max(wait, int(immunity) * 1000)
-            self._pending[qoff] = _Pending(qoff, ext.store_timestamp + wait, times)
-        now = now_ms(self._clock)
-        for qoff in sorted(self._pending):
-            p = self._pending.get(qoff)
-            if p is None or p.due_ms > now or not self.running:
-                continue
-            await self._check(p)
+            self._add_pending(_Pending(qoff, ext.store_timestamp + wait, times))
+        while self.running:
+            head = self._due_head()
+            if head is None or head.due_ms > now_ms(self._clock):
+                break
+            heapq.heappop(self._due)
+            await self._check(head)
         self._save_progress()
-        if self._pending:
-            self._schedule(min(p.due_ms for p in self._pending.values()))
+        head = self._due_head()
+        if head is not None:
+            self._schedule(head.due_ms)
+
+    def _add_pending(self, pending: _Pending) -> None:
+        self._pending[pending.queue_offset] = pending
+        heapq.heappush(self._due, (pending.due_ms, pending.queue_offset))
+
+    def _due_head(self) -> _Pending | None:
+        """The pending half message due first (stale heap entries are dropped)."""
+        while self._due:
+            due, qoff = self._due[0]
+            p = self._pending.get(qoff)
+            if p is not None and p.due_ms == due:
+                return p
+            heapq.heappop(self._due)
+        return None
 
     async def _check(self, pending: _Pending) -> None:
         qoff = pending.queue_offset
@@ -397,6 +416,7 @@ class TransactionalMessageCheckService:
                 status=result.status.value,
             )
             pending.due_ms = now_ms(self._clock) + self.config.check_interval_ms
+            heapq.heappush(self._due, (pending.due_ms, qoff))
             return
         self._pending.pop(qoff, None)
         self._superseded[qoff] = result.queue_offset
@@ -476,13 +496,14 @@ class TransactionalMessageCheckService:
         await self.put_op(qoff)
 
     def _save_progress(self) -> None:
-        progress = min(self._pending) if self._pending else self._half_scanned
-        self.progress = max(self.progress, progress)
+        progress = next(iter(self._pending)) if self._pending else self._half_scanned
+        if progress > self.progress:
+            self.progress = p = progress
+            self._resolved = {q for q in self._resolved if q >= p}
+            # Keep a replaced offset while the copy standing for it may still be answered.
+            self._superseded = {a: b for a, b in self._superseded.items() if b >= p}
+            self._op_entries = [(o, h) for o, h in self._op_entries if h >= p]
         p = self.progress
-        self._resolved = {q for q in self._resolved if q >= p}
-        # Keep a replaced offset while the copy standing for it may still be answered.
-        self._superseded = {a: b for a, b in self._superseded.items() if b >= p}
-        self._op_entries = [(o, h) for o, h in self._op_entries if h >= p]
         op_progress = self._op_entries[0][0] if self._op_entries else self._op_scanned
         self._offsets.commit_offset(CID_RMQ_SYS_TRANS, TRANS_HALF_TOPIC, 0, p)
         self._offsets.commit_offset(CID_RMQ_SYS_TRANS, TRANS_OP_HALF_TOPIC, 0, op_progress)
