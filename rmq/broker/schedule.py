@@ -245,6 +245,14 @@ class DelayHook:
     def before_put(self, context: Any) -> None:
         """Park the message of ``context`` when it asks for a later delivery."""
         msg: BrokerMessage = context.message
+        props = msg.properties
+        if (
+            DELAY not in props
+            and TIMER_DELIVER_MS not in props
+            and TIMER_DELAY_SEC not in props
+            and TIMER_DELAY_MS not in props
+        ):
+            return  # the common case, kept to a few dict lookups per send
         if msg.topic in (TRANS_HALF_TOPIC, SCHEDULE_TOPIC, TIMER_TOPIC):
             return
         if MessageSysFlag.transaction_type(msg.sys_flag) in (
