@@ -40,8 +40,12 @@ def pct(sorted_ms: list[float], p: float) -> float:
 
 async def produce(reactor: Any, a: argparse.Namespace) -> None:
     """Keep ``a.inflight`` sends running for ``a.duration`` seconds; print the figures."""
-    producer = Producer(a.group, a.namesrv, reactor, max_in_flight=max(a.inflight, 1))
-    await producer.start()
+    producers = [
+        Producer(a.group, a.namesrv, reactor, max_in_flight=max(a.inflight, 1))
+        for _ in range(a.connections)
+    ]
+    for producer in producers:
+        await producer.start()
     body = random.Random(1).randbytes(a.size).replace(b"\0", b"\1")
     start = time.perf_counter()
     end = start + a.duration
@@ -49,7 +53,7 @@ async def produce(reactor: Any, a: argparse.Namespace) -> None:
     rtts: list[float] = []
     counts = {"ok": 0, "failed": 0, "measured": 0}
 
-    async def sender() -> None:
+    async def sender(producer: Producer) -> None:
         while time.perf_counter() < end:
             t0 = time.perf_counter()
             try:
@@ -65,14 +69,18 @@ async def produce(reactor: Any, a: argparse.Namespace) -> None:
                 counts["measured"] += 1
                 rtts.append((t1 - t0) * 1000)
 
-    senders = [Deferred.fromCoroutine(sender()) for _ in range(a.inflight)]
+    senders = [
+        Deferred.fromCoroutine(sender(producers[i % len(producers)])) for i in range(a.inflight)
+    ]
     for d in senders:
         await d
     elapsed = time.perf_counter() - warm
-    await producer.shutdown()
+    for producer in producers:
+        await producer.shutdown()
     rtts.sort()
     print(
-        f"rmq producer size={a.size} inflight={a.inflight}: sent={counts['ok']} "
+        f"rmq producer size={a.size} inflight={a.inflight} connections={a.connections}: "
+        f"sent={counts['ok']} "
         f"failed={counts['failed']} TPS={counts['measured'] / elapsed:.0f} "
         f"rtt avg={sum(rtts) / max(len(rtts), 1):.2f} ms p50={pct(rtts, 0.5):.2f} "
         f"p99={pct(rtts, 0.99):.2f} max={rtts[-1] if rtts else 0:.2f}"
@@ -122,6 +130,9 @@ def run(reactor: Any, *argv: str) -> Deferred[None]:
     p.add_argument("-s", "--size", type=int, default=1024)
     p.add_argument("--tags", default="")
     p.add_argument("--inflight", type=int, default=64)
+    p.add_argument(
+        "--connections", type=int, default=1, help="producers (client instances, connections)"
+    )
     p.add_argument("-d", "--duration", type=float, default=20.0)
     p.add_argument("-w", "--warmup", type=float, default=3.0)
     p.add_argument("--consume", type=int, default=0, help="drain N messages instead")

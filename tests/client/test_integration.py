@@ -6,6 +6,7 @@ event, bounded by a deadline.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -345,7 +346,8 @@ class ClientIntegrationTests(TestCase):
             client_endpoint_factory=tcp_endpoint_factory(self.reactor),
         )
         service.startService()
-        await service.started
+        self.addCleanup(lambda: service.running and service.stopService())
+        await service.when_started()
         return service
 
     async def test_three_brokers_one_killed(self) -> None:
@@ -354,14 +356,6 @@ class ClientIntegrationTests(TestCase):
         cluster = await self.cluster()
         b = await self.extra_broker(cluster, "broker-b")
         c = await self.extra_broker(cluster, "broker-c")
-        b_running = True
-
-        async def stop_b() -> None:
-            if b_running:
-                await b.stopService()
-
-        self.addCleanup(c.stopService)
-        self.addCleanup(stop_b)
         await self.create_topic(cluster, "IT8", 2)  # broker-a
         from rmq.broker.topic import TopicConfig
 
@@ -388,10 +382,36 @@ class ClientIntegrationTests(TestCase):
         # A crash, not a clean stop: no unregistration, so the NameServer keeps routing to it.
         b.broker.registration.active = False
         await b.stopService()
-        b_running = False
         brokers = set()
         for i in range(30):
             r = await p.send(new_message("IT8", b"after%d" % i))
             self.assertEqual(r.status, SendStatus.SEND_OK)
             brokers.add(r.message_queue.broker_name)
         self.assertEqual(brokers, {"broker-a", "broker-c"})
+
+    async def test_namesrv_from_http_endpoint(self) -> None:
+        """With only rocketmq.namesrv.domain set, the NameServer list comes from HTTP and works."""
+        from twisted.web import resource, server
+
+        cluster = await self.cluster()
+
+        class Addr(resource.Resource):
+            isLeaf = True  # noqa: N815
+
+            def render_GET(self, request: server.Request) -> bytes:  # noqa: N802
+                return cluster.namesrv_addr.encode() + b"\n"
+
+        port = self.reactor.listenTCP(0, server.Site(Addr()), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        domain = f"127.0.0.1:{port.getHost().port}"
+        env = os.environ.pop("NAMESRV_ADDR", None)
+        if env is not None:
+            self.addCleanup(os.environ.__setitem__, "NAMESRV_ADDR", env)
+        p = Producer(
+            "PGH", None, client_ip="127.0.0.1", properties={"rocketmq.namesrv.domain": domain}
+        )
+        await p.start()
+        self.addCleanup(p.shutdown)
+        self.assertEqual(p.instance.api.namesrv_addrs, [cluster.namesrv_addr])
+        r = await p.send(new_message("IT9", b"via http"))
+        self.assertEqual(r.status, SendStatus.SEND_OK)

@@ -240,3 +240,15 @@ class ProducerTests(SynchronousTestCase):
         finally:
             if old is not None:
                 os.environ["NAMESRV_ADDR"] = old
+
+    def test_offline_broker_cleaned(self) -> None:
+        """A broker that leaves every route is dropped from the broker table at the refresh."""
+        self.successResultOf(self.producer.send(Message("T", b"x")))
+        inst = self.producer.instance
+        self.assertIn("broker-b", inst.broker_addrs)
+        del self.cluster.brokers["broker-b"]
+        self.clock.advance(30)
+        self.assertNotIn("broker-b", inst.broker_addrs)
+        self.assertEqual(inst.all_broker_addrs(), ["127.0.0.1:10911"])
+        r = self.successResultOf(self.producer.send(Message("T", b"y")))
+        self.assertEqual(r.message_queue.broker_name, "broker-a")
