@@ -366,8 +366,8 @@ class ClientIntegrationTests(TestCase):
             deadline = self.reactor.seconds() + 5
             while True:
                 cmd = new_request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": "IT8"})
-                r = await client.invoke(cluster.namesrv_addr, cmd, 5)
-                if r.code == 0 and len(TopicRoute.from_json(r.body).queue_datas) == 3:
+                resp = await client.invoke(cluster.namesrv_addr, cmd, 5)
+                if resp.code == 0 and len(TopicRoute.from_json(resp.body).queue_datas) == 3:
                     break
                 self.assertLess(self.reactor.seconds(), deadline)
                 await deferLater(self.reactor, 0.01, lambda: None)
