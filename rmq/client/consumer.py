@@ -198,6 +198,7 @@ class _ConsumerBase:
         self._timers: set[IDelayedCall] = set()
         self._loops: set[Deferred[None]] = set()
         self._rebalancing: Deferred[None] | None = None
+        self._rebalance_waiters: list[Deferred[None]] = []
         self._rebalance_again = False
         self._locked_new: set[MessageQueue] = set()
         self.running = False
@@ -290,6 +291,7 @@ class _ConsumerBase:
         if inst is None:
             return
         self.running = False
+        await self._rebalance_finished()
         for t in list(self._timers):
             if t.active():
                 t.cancel()
@@ -422,11 +424,24 @@ class _ConsumerBase:
         finally:
             if self._rebalancing is marker:
                 self._rebalancing = None
+            waiters, self._rebalance_waiters = self._rebalance_waiters, []
+            for w in waiters:
+                w.callback(None)
+
+    def _rebalance_finished(self) -> Deferred[None]:
+        """Fires when the running rebalance (if any) is over."""
+        if self._rebalancing is None:
+            return succeed(None)
+        w: Deferred[None] = Deferred()
+        self._rebalance_waiters.append(w)
+        return w
 
     async def _rebalance_once(self) -> None:
         inst = self.instance
         wanted: dict[str, list[MessageQueue]] = {}
         for topic in list(self.subscriptions):
+            if not self.running:
+                return
             mq_all = self.topic_queues.get(topic)
             if mq_all is None:
                 continue

@@ -204,6 +204,31 @@ class PushConsumerTests(_Base):
         self.clock.advance(5)
         self.assertEqual(self.cluster.offsets[("broker-a", "CG", "T", 0)], 5)
 
+    def test_shutdown_during_rebalance(self) -> None:
+        """Shutdown waits for a rebalance that is waiting on the broker, and nothing fails."""
+        c = self.consumer("c1")
+        self.successResultOf(c.start())
+        held: list[Deferred[object]] = []
+        orig = self.cluster._b38
+
+        def slow(remote, broker, cmd):  # type: ignore[no-untyped-def]
+            d: Deferred[object] = Deferred()
+            held.append(d)
+            return d.addCallback(lambda _: orig(remote, broker, cmd))
+
+        self.cluster._b38 = slow  # type: ignore[method-assign]
+        self.clock.advance(20)
+        self.assertEqual(len(held), 1)
+        stopped = c.shutdown()
+        self.assertNoResult(stopped)
+        self.cluster._b38 = orig  # type: ignore[method-assign]
+        fired = 0
+        while fired < len(held):  # the retry topic's lookup may follow the first one
+            held[fired].callback(None)
+            fired += 1
+        self.successResultOf(stopped)
+        self.consumers.remove(c)
+
     def test_retry_topic_restored(self) -> None:
         """Messages from %RETRY%<group> reach the listener under their original topic."""
         c = self.consumer("c1")
