@@ -28,7 +28,7 @@ async def main(reactor: Any, namesrv: str, topic: str, polls: int) -> None:
     try:
         for _ in range(polls):
             for m in await consumer.poll(timeout=1.0):
-                print(m.queue_id, m.queue_offset, m.msg_id, m.body[:80])
+                print(m.queue_id, m.queue_offset, m.msg_id, m.body[:80].decode("utf-8", "replace"))
             await consumer.commit()
     finally:
         await consumer.shutdown()

@@ -25,7 +25,14 @@ from rmq.client import (
 def listener(msgs: list[MessageExt]) -> ConsumeResult:
     """Print each message; a listener may also return a Deferred firing with the result."""
     for m in msgs:
-        print(m.topic, m.queue_id, m.queue_offset, m.msg_id, m.tags, m.body[:80])
+        print(
+            m.topic,
+            m.queue_id,
+            m.queue_offset,
+            m.msg_id,
+            m.tags,
+            m.body[:80].decode("utf-8", "replace"),
+        )
     return CONSUME_SUCCESS
 
 

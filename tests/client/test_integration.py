@@ -415,3 +415,28 @@ class ClientIntegrationTests(TestCase):
         self.assertEqual(p.instance.api.namesrv_addrs, [cluster.namesrv_addr])
         r = await p.send(new_message("IT9", b"via http"))
         self.assertEqual(r.status, SendStatus.SEND_OK)
+
+    async def test_examples_run(self) -> None:
+        """examples/producer.py and examples/pull_consumer.py run against a real cluster."""
+        import contextlib
+        import importlib.util
+        import io
+        from pathlib import Path
+
+        cluster = await self.cluster()
+        root = Path(__file__).resolve().parents[2] / "examples"
+
+        def load(name: str) -> Any:
+            spec = importlib.util.spec_from_file_location(f"example_{name}", root / f"{name}.py")
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            await load("producer").main(self.reactor, cluster.namesrv_addr, "ExTopic", 3)
+            await load("pull_consumer").main(self.reactor, cluster.namesrv_addr, "ExTopic", 2)
+        text = out.getvalue()
+        self.assertEqual(text.count("SEND_OK"), 4)
+        self.assertIn("Hello RocketMQ 0", text)
