@@ -333,3 +333,60 @@ class SlaveTests(SynchronousTestCase):
         broker = build_broker(config, clock, MemoryMessageStore(clock), FakeNameServerClient())
         self.assertEqual(broker.components, [])
         self.assertIsNotNone(broker.guarantees)
+
+
+class BrokerServiceWiringTests(SynchronousTestCase):
+    def test_service_starts_and_stops_the_schedule(self) -> None:
+        """BrokerService starts the schedule after the store and writes delayOffset.json at stop."""
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+        from twisted.internet.testing import MemoryReactorClock
+
+        from rmq.broker.config import BrokerConfig
+        from rmq.broker.service import build_broker_service
+        from rmq.store.memory import MemoryMessageStore
+        from tests.broker.support import FakeNameServerClient
+
+        reactor = MemoryReactorClock()
+        reactor.advance(1_800_000_000)
+        root = make_root(self)
+        config = BrokerConfig(
+            namesrv_addr="127.0.0.1:9876", listen_port=10911, store_path_root_dir=root
+        )
+        store = MemoryMessageStore(reactor)
+        svc = build_broker_service(
+            config,
+            TCP4ServerEndpoint(reactor, 10911),
+            reactor,
+            store=store,
+            namesrv_client=FakeNameServerClient(),
+        )
+        svc.startService()
+        self.successResultOf(svc.when_started())
+        schedule = svc.broker.guarantees.schedule
+        self.assertTrue(schedule.running)
+        from rmq.common.message import properties_to_string
+        from rmq.remoting.codes import RequestCode
+        from rmq.remoting.command import new_request
+        from tests.broker.support import FakeConnection
+
+        send = new_request(
+            RequestCode.SEND_MESSAGE,
+            {
+                "producerGroup": "PG",
+                "topic": "T",
+                "defaultTopic": "TBW102",
+                "defaultTopicQueueNums": 4,
+                "queueId": 0,
+                "properties": properties_to_string({DELAY: "1"}),
+            },
+            b"x",
+        )
+        r = self.successResultOf(svc.broker.dispatcher.dispatch(FakeConnection(), send))
+        assert r is not None
+        self.assertEqual(r.code, 0)
+        reactor.advance(1)
+        self.assertEqual(store.get_max_offset_in_queue("T", 0), 1)
+        self.successResultOf(svc.stopService())
+        self.assertFalse(schedule.running)
+        with open(os.path.join(root, "config", "delayOffset.json"), "rb") as f:
+            self.assertEqual(f.read(), b'{\n\t"offsetTable":{1:1\n\t}\n}')
