@@ -29,6 +29,14 @@ class InFlightLimiter:
             return True
         return self.count + 1 <= self.max_count and self.bytes + size <= self.max_bytes
 
+    def try_acquire(self, size: int = 0) -> bool:
+        """Reserve at once if the item fits and nobody waits; False otherwise (no side effect)."""
+        if not self._waiters and self._fits(size):
+            self.count += 1
+            self.bytes += size
+            return True
+        return False
+
     def acquire(self, size: int = 0) -> Deferred[None]:
         """Fire when ``size`` bytes and one slot are reserved for the caller."""
         if not self._waiters and self._fits(size):

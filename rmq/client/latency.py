@@ -39,6 +39,8 @@ class LatencyFaultTolerance:
 
     def update(self, broker_name: str, latency_ms: float, isolation: bool) -> None:
         """Record a send's outcome; ``isolation`` (a failure) counts as a 30 s latency."""
+        if not isolation and latency_ms < LATENCY_MAX_MS[2] and broker_name not in self._items:
+            return  # fast answer from a broker with no record: nothing to avoid (hot path)
         lat = ISOLATION_LATENCY_MS if isolation else latency_ms
         until = self.clock.seconds() + not_available_duration_ms(lat) / 1000.0
         self._items[broker_name] = _FaultItem(broker_name, lat, until)

@@ -373,7 +373,8 @@ class Producer:
             first = single
             topic = single.topic
         size = len(body)
-        await self.limiter.acquire(size)
+        if not self.limiter.try_acquire(size):
+            await self.limiter.acquire(size)
         try:
             return await self._send_with_retries(
                 first,
@@ -447,7 +448,9 @@ class Producer:
         timeout: float,
         msgs: list[Message] | None,
     ) -> SendResult:
-        info = await self._publish_info(msg.topic)
+        info = self._publish.get(msg.topic)
+        if info is None or not info.queues:
+            info = await self._publish_info(msg.topic)
         ordered = selector is not None
         attempts = 1 if ordered else 1 + self.retry_times
         begin = self.clock.seconds()

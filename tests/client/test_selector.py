@@ -125,6 +125,16 @@ class LimiterTests(SynchronousTestCase):
         lim.fail_waiters(RuntimeError("stop"))
         self.failureResultOf(d2, RuntimeError)
 
+    def test_try_acquire(self) -> None:
+        """try_acquire reserves only when the item fits and nobody is waiting."""
+        lim = InFlightLimiter(1, 10)
+        self.assertTrue(lim.try_acquire(5))
+        self.assertFalse(lim.try_acquire(1))
+        d = lim.acquire(1)
+        lim.release(5)
+        self.successResultOf(d)
+        self.assertEqual((lim.count, lim.bytes), (1, 1))
+
     def test_release_without_acquire(self) -> None:
         """Releasing more than acquired is a bug and raises."""
         lim = InFlightLimiter(1, 10)
