@@ -92,6 +92,7 @@ class CppBrokerTests(TestCase):
                 "group": f"PG_{name}",
                 "topic": topic,
                 "timeout_ms": 5000,
+                "retry_no_route": 3,
                 "max_message_size": 4 * MIB,
                 "messages": specs,
             },

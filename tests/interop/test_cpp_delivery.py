@@ -49,6 +49,7 @@ class CppDeliveryTests(TestCase):
                 "group": f"PG_{name}",
                 "topic": topic,
                 "timeout_ms": 5000,
+                "retry_no_route": 3,
                 "messages": specs,
             },
             name=name,

@@ -87,6 +87,7 @@ class RmqClientInteropTests(TestCase):
                 "group": "PG_CPP_TO_RMQ",
                 "topic": topic,
                 "timeout_ms": 5000,
+                "retry_no_route": 3,
                 "max_message_size": 4 * MIB,
                 "messages": specs,
             },
