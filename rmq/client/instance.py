@@ -440,6 +440,8 @@ def get_instance(
     """The instance for ``config``'s client id, created on first use (Java MQClientManager)."""
     cid = config.client_id()
     inst = _INSTANCES.get(cid)
+    if inst is not None and not inst.started and not inst.producers and not inst.consumers:
+        inst = None  # a left-over that never started (or failed to): build a fresh one
     if inst is None:
         factory = remoting_factory or default_remoting_factory(reactor or clock)
         inst = MQClientInstance(config, clock, factory, cid)
