@@ -361,7 +361,12 @@ class MQClientAPI:
 
     async def query_consumer_offset(self, addr: str, group: str, mq: MessageQueue) -> int:
         """QUERY_CONSUMER_OFFSET; -1 when the broker has none (22)."""
-        header = {"consumerGroup": group, "topic": mq.topic, "queueId": mq.queue_id}
+        header = {
+            "consumerGroup": group,
+            "topic": mq.topic,
+            "queueId": mq.queue_id,
+            "bname": mq.broker_name,
+        }
         resp = await self.remoting.invoke(
             addr, new_request(RequestCode.QUERY_CONSUMER_OFFSET, header), self.timeout
         )
@@ -379,6 +384,7 @@ class MQClientAPI:
             "topic": mq.topic,
             "queueId": mq.queue_id,
             "commitOffset": offset,
+            "bname": mq.broker_name,
         }
         if oneway:
             cmd = new_request(RequestCode.UPDATE_CONSUMER_OFFSET, header, oneway=True)
@@ -432,10 +438,17 @@ class MQClientAPI:
         check(resp, addr)
 
     async def send_back(
-        self, addr: str, msg: MessageExt, group: str, delay_level: int, max_reconsume: int
+        self,
+        addr: str,
+        msg: MessageExt,
+        group: str,
+        delay_level: int,
+        max_reconsume: int,
+        broker_name: str | None = None,
     ) -> None:
         """CONSUMER_SEND_MSG_BACK for a failed message."""
         header = {
+            "bname": broker_name,
             "offset": msg.commit_log_offset,
             "group": group,
             "delayLevel": delay_level,

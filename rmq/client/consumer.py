@@ -616,6 +616,7 @@ class _ConsumerBase:
             "subscription": sub.sub_string,
             "subVersion": sub.sub_version,
             "expressionType": "TAG",
+            "bname": mq.broker_name,
         }
         pulled = Deferred.fromCoroutine(inst.api.pull(addr, header, PULL_RPC_TIMEOUT))
         result: PullResult = await self._wait(pq, pulled)
@@ -903,7 +904,7 @@ class PushConsumer(_ConsumerBase):
         addr = inst.master_addr(mq.broker_name) or msg.store_host
         max_re = 16 if self.max_reconsume_times == -1 else self.max_reconsume_times
         try:
-            await inst.api.send_back(addr, msg, self.group, 0, max_re)
+            await inst.api.send_back(addr, msg, self.group, 0, max_re, mq.broker_name)
             return True
         except RMQError as e:
             self.log.warn("Send back of {id} failed: {e}", id=msg.msg_id, e=e)
