@@ -7,7 +7,9 @@ with the captured Java request of the same operation (``/work/shared/vectors``, 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -19,6 +21,7 @@ from rmq.client import (
     PushConsumer,
     new_message,
 )
+from rmq.client.api import MQClientAPI, PullStatus, TopicRoute
 from rmq.remoting.codes import RequestCode
 from rmq.remoting.command import RemotingCommand
 from tests.client.fakes import NAMESRV, FakeCluster
@@ -127,3 +130,35 @@ class JavaHeaderTests(SynchronousTestCase):
         )
         self.producer = Producer("PG", NAMESRV, self.clock, remoting_factory=self.cluster.connect)
         self.successResultOf(self.producer.start())
+
+
+class JavaResponseTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        require_vectors()
+
+    def test_route_both_styles(self) -> None:
+        """Route bodies in standard JSON (4.9.7 client) and fastjson style (old client) parse
+        to the same route."""
+        std = TopicRoute.from_json(load_command("java-get-route-tbw102.resp.hex").body)
+        old = TopicRoute.from_json(load_command("alions-get-route.resp.hex").body)
+        self.assertEqual(std.broker_datas[0].addrs, {0: "127.0.0.1:40911"})
+        self.assertEqual(old.broker_datas[0].addrs, {0: "127.0.0.1:40911"})
+        self.assertTrue(std.publish_queues("X"))
+        self.assertTrue(old.subscribe_queues("X"))
+
+    def test_pull_found(self) -> None:
+        """A captured FOUND pull answer becomes a PullResult with three decoded messages."""
+        resp = load_command("java-pull-found-3msgs.resp.hex")
+
+        class Remoting:
+            def invoke(self, addr: str, cmd: RemotingCommand, timeout: float = 3.0) -> Any:
+                return succeed(resp)
+
+        api = MQClientAPI(Remoting(), Clock())  # type: ignore[arg-type]
+        result = self.successResultOf(
+            Deferred.fromCoroutine(api.pull("127.0.0.1:40911", {"queueOffset": 0}, 30))
+        )
+        self.assertEqual(result.status, PullStatus.FOUND)
+        self.assertEqual(len(result.messages), 3)
+        self.assertEqual(result.next_begin_offset, int(resp.ext_fields["nextBeginOffset"]))
+        self.assertTrue(all(m.properties.get("UNIQ_KEY") for m in result.messages))
