@@ -440,3 +440,46 @@ class ClientIntegrationTests(TestCase):
         text = out.getvalue()
         self.assertEqual(text.count("SEND_OK"), 4)
         self.assertIn("Hello RocketMQ 0", text)
+
+    async def test_orderly(self) -> None:
+        """Ordered sends by key + an orderly consumer: each key's messages arrive in send order,
+        a failure is retried in place, and every queue is owned (its lock granted by the broker)."""
+        from rmq.client import RECONSUME_LATER, SelectMessageQueueByHash
+
+        cluster = await self.cluster()
+        await self.create_topic(cluster, "IT10", 4)
+        seen: list[tuple[str, int]] = []
+        failed_once: set[bytes] = set()
+
+        def listener(msgs: list[MessageExt]) -> object:
+            m = msgs[0]
+            if m.body.endswith(b"-3") and m.body not in failed_once:
+                failed_once.add(m.body)
+                return RECONSUME_LATER
+            key, _, n = m.body.decode().rpartition("-")
+            seen.append((key, int(n)))
+            return CONSUME_SUCCESS
+
+        c = PushConsumer(
+            "OG",
+            cluster.namesrv_addr,
+            client_ip="127.0.0.1",
+            listener=listener,
+            orderly=True,
+            consume_from_where=ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET,
+            suspend_current_queue_time=0.05,
+        )
+        c.subscribe("IT10", "*")
+        p = await self.producer(cluster)
+        sel = SelectMessageQueueByHash()
+        keys = [f"order{k}" for k in range(5)]
+        for n in range(8):
+            for key in keys:
+                await p.send(new_message("IT10", f"{key}-{n}".encode()), sel, key)
+        await c.start()
+        self.addCleanup(c.shutdown)
+        await wait_for(lambda: len(seen) >= 40)
+        for key in keys:
+            self.assertEqual([n for k, n in seen if k == key], list(range(8)), key)
+        self.assertEqual(len(failed_once), 5)
+        self.assertEqual(len([q for q in c.assigned_queues() if q.topic == "IT10"]), 4)
