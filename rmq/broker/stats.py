@@ -94,11 +94,10 @@ class BrokerStats:
 
     def on_arrival(self, topic: str, queue_id: int, queue_offset: int, tags_code: int) -> None:
         """Store arrival listener: one message put into ``topic``."""
-        self.put_total += 1
+        total = self.put_total = self.put_total + 1
         puts = self.topic_puts
-        n = puts.get(topic)
-        puts[topic] = 1 if n is None else n + 1
-        if not self.put_total & _SAMPLE_EVERY_PUTS:
+        puts[topic] = puts.get(topic, 0) + 1
+        if not total & _SAMPLE_EVERY_PUTS:
             self.maybe_sample()
 
     def pull_answered(
