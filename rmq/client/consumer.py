@@ -586,7 +586,7 @@ class _ConsumerBase:
     def _commit_offset(self, mq: MessageQueue) -> int:
         if self.offset_store is None or self.message_model is MessageModel.BROADCASTING:
             return 0
-        return self.offset_store.offsets().get(mq, 0)
+        return max(self.offset_store.current(mq), 0)
 
     async def _pull_once(self, mq: MessageQueue, pq: ProcessQueue, broker_id: int) -> int:
         inst = self.instance
@@ -1205,7 +1205,7 @@ class PullConsumer(_ConsumerBase):
         """The in-memory committed offset of ``mq`` (-1 if none)."""
         if self.offset_store is None:
             return -1
-        return self.offset_store.offsets().get(mq, -1)
+        return self.offset_store.current(mq)
 
 
 __all__ = [

@@ -58,6 +58,9 @@ class IOffsetStore(Interface):
     def offsets() -> dict[MessageQueue, int]:
         """A copy of the in-memory table."""
 
+    def current(mq: MessageQueue) -> int:
+        """The in-memory next offset of ``mq``; -1 if none (cheap: used on every pull)."""
+
 
 class ITransactionListener(Interface):
     """The local-transaction side of a transactional producer (Java ``TransactionListener``).

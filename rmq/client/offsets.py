@@ -50,6 +50,10 @@ class _Table:
         """A copy of the table."""
         return dict(self.table)
 
+    def current(self, mq: MessageQueue) -> int:
+        """The in-memory offset of ``mq``; -1 if none."""
+        return self.table.get(mq, -1)
+
 
 @implementer(IOffsetStore)
 class RemoteBrokerOffsetStore(_Table):
