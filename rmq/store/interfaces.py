@@ -214,3 +214,27 @@ class IMessageStore(Interface):
 
     def topic_queues() -> dict[str, list[int]]:
         """Every topic that has a consume queue, with its queue ids (rebuilt from disk at start)."""
+
+
+class IReplicaStore(Interface):
+    """Raw commit-log access for master/slave replication (what Java's ``HAService`` and
+    ``HAConnection`` use of ``CommitLog``). Both the file and the memory store provide it."""
+
+    def get_max_phy_offset() -> int:
+        """Commit-log offset just after the last appended byte."""
+
+    def commit_log_file_size() -> int:
+        """Size of one commit-log file (``mappedFileSizeCommitLog``): a master starts an empty
+        slave at the beginning of its last file."""
+
+    def read_commit_log(offset: int, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` raw commit-log bytes from ``offset``, never past the end of the
+        file holding ``offset`` nor past the appended end; ``b""`` when there are none (also for
+        an offset below the oldest stored byte). Java ``CommitLog.getData``."""
+
+    def append_replica(offset: int, data: bytes) -> None:
+        """Append a master's raw bytes at ``offset``, which must equal the max offset (an empty
+        store accepts the start of a commit-log file). Complete records are dispatched to consume
+        queues, index and arrival listeners like local puts; a record cut at the end of ``data``
+        is dispatched once the rest arrives. Raises ValueError when ``offset`` does not fit or a
+        record is corrupt (the slave then drops the connection). Java ``CommitLog.appendData``."""

@@ -1,0 +1,103 @@
+"""Raw commit-log records for replication: parse what a master pushed (Java ``CommitLog.appendData``
+plus the ``ReputMessageService`` dispatch of a slave).
+
+A slave appends the master's bytes unchanged and then walks them record by record to build its
+consume queues and index. Blocks may end inside a record (the master cuts at 32 KiB), so
+:func:`next_record` tells "complete record", "end-of-file blank", "need more bytes" and "corrupt"
+apart.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import attrs
+
+from rmq.common.message import (
+    BLANK_MAGIC_CODE,
+    MESSAGE_MAGIC_CODE,
+    MessageSysFlag,
+    string_to_properties,
+    tags_hash,
+)
+from rmq.store.commitlog import check_record
+
+_SIZE_MAGIC = struct.Struct(">ii")
+_HEAD = struct.Struct(">iiiiiqqiq")
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+_I16 = struct.Struct(">h")
+
+#: :func:`next_record` outcomes besides a record.
+NEED_MORE = "need-more"
+CORRUPT = "corrupt"
+
+
+@attrs.define
+class ReplicaRecord:
+    """The fields of one stored record a slave needs to dispatch it (§7.1).
+
+    ``blank`` is True for the end-of-file marker (``size`` bytes to skip, nothing to dispatch).
+    """
+
+    size: int
+    blank: bool = False
+    topic: str = ""
+    queue_id: int = 0
+    queue_offset: int = 0
+    sys_flag: int = 0
+    store_timestamp: int = 0
+    properties: dict[str, str] = attrs.Factory(dict)
+
+    @property
+    def tags_code(self) -> int:
+        """Hash of the TAGS property (Java ``tagsString2tagsCode``)."""
+        return tags_hash(self.properties.get("TAGS"))
+
+
+def next_record(data: bytes | bytearray | memoryview, pos: int) -> ReplicaRecord | str:
+    """The record starting at ``pos`` of ``data`` (which ends where the received bytes end).
+
+    Returns a :class:`ReplicaRecord`, :data:`NEED_MORE` when the bytes stop inside it, or
+    :data:`CORRUPT` when it is no valid record.
+    """
+    mv = memoryview(data)
+    if pos + 8 > len(mv):
+        return NEED_MORE
+    size, magic = _SIZE_MAGIC.unpack_from(mv, pos)
+    if magic == BLANK_MAGIC_CODE:
+        if size < 8:
+            return CORRUPT
+        if pos + size > len(mv):
+            return NEED_MORE
+        return ReplicaRecord(size=size, blank=True)
+    if magic != MESSAGE_MAGIC_CODE or size < 91:
+        return CORRUPT
+    if pos + size > len(mv):
+        return NEED_MORE
+    if check_record(mv, pos, pos + size, False) != size:
+        return CORRUPT
+    (_, _, _, qid, _, qoff, _, sys_flag, _) = _HEAD.unpack_from(mv, pos)
+    born = 20 if sys_flag & MessageSysFlag.BORNHOST_V6_FLAG else 8
+    (store_ts,) = _I64.unpack_from(mv, pos + 48 + born)
+    p = pos + 84
+    if sys_flag & MessageSysFlag.BORNHOST_V6_FLAG:
+        p += 12
+    if sys_flag & MessageSysFlag.STOREHOSTADDRESS_V6_FLAG:
+        p += 12
+    (blen,) = _I32.unpack_from(mv, p)
+    p += 4 + blen
+    tlen = mv[p]
+    topic = str(mv[p + 1 : p + 1 + tlen], "utf-8", "replace")
+    p += 1 + tlen
+    (plen,) = _I16.unpack_from(mv, p)
+    props = string_to_properties(str(mv[p + 2 : p + 2 + plen], "utf-8", "replace"))
+    return ReplicaRecord(
+        size=size,
+        topic=topic,
+        queue_id=qid,
+        queue_offset=qoff,
+        sys_flag=sys_flag,
+        store_timestamp=store_ts,
+        properties=props,
+    )
