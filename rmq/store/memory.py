@@ -27,10 +27,12 @@ from rmq.store.interfaces import (
     GetMessageResult,
     GetMessageStatus,
     IMessageStore,
+    IReplicaStore,
     PutMessageResult,
     PutMessageStatus,
     QueryMessageResult,
 )
+from rmq.store.replica import CORRUPT, NEED_MORE, ReplicaRecord, next_record
 from rmq.store.rules import (
     MAX_FILTER_UNITS,
     dispatch_tags_code,
@@ -42,7 +44,7 @@ from rmq.store.rules import (
 )
 
 
-@implementer(IMessageStore)
+@implementer(IMessageStore, IReplicaStore)
 class MemoryMessageStore:
     """A message store held in dicts and lists; every method answers synchronously."""
 
@@ -62,6 +64,9 @@ class MemoryMessageStore:
         self._index: dict[str, list[tuple[int, int]]] = {}
         self._listeners: list[ArrivalListener] = []
         self._last_ts = 0
+        self._min_phy = 0
+        # Replicated bytes not yet dispatched (a record cut by the end of a master's block).
+        self._replica_tail = bytearray()
         self.running = False
 
     def start(self) -> Deferred[None]:
@@ -239,8 +244,8 @@ class MemoryMessageStore:
         return succeed(result)
 
     def get_min_phy_offset(self) -> int:
-        """Always 0."""
-        return 0
+        """0, or where a slave's replicated commit log started."""
+        return self._min_phy
 
     def get_max_phy_offset(self) -> int:
         """End of the last record."""
@@ -264,3 +269,90 @@ class MemoryMessageStore:
         for topic, qid in sorted(self._queues):
             out.setdefault(topic, []).append(qid)
         return out
+
+    # --- replication (IReplicaStore) -------------------------------------------------------
+
+    def commit_log_file_size(self) -> int:
+        """``mappedFileSizeCommitLog`` of the config (the memory store has no files)."""
+        return self._config.mapped_file_size_commit_log
+
+    def read_commit_log(self, offset: int, max_bytes: int) -> bytes:
+        """Raw bytes of whole records from ``offset`` (may start inside a record)."""
+        end = self._max_phy - len(self._replica_tail)
+        if offset < self._min_phy or offset >= end or max_bytes <= 0:
+            return b""
+        i = bisect.bisect_right(self._offsets, offset) - 1
+        out: list[bytes] = []
+        total = 0
+        pos = offset
+        while i < len(self._offsets) and total < max_bytes:
+            phys = self._offsets[i]
+            raw = self._records[phys]
+            if phys + len(raw) <= pos:
+                i += 1
+                continue
+            if phys > pos:
+                break  # a gap (blank padding of a replicated file): stop at it
+            piece = raw[pos - phys : pos - phys + max_bytes - total]
+            out.append(piece)
+            total += len(piece)
+            pos += len(piece)
+            i += 1
+        return b"".join(out)
+
+    def append_replica(self, offset: int, data: bytes) -> None:
+        """Append a master's raw bytes at the max offset and dispatch complete records."""
+        if self._max_phy == 0 and not self._offsets and not self._replica_tail:
+            self._min_phy = self._max_phy = offset
+        if offset != self._max_phy:
+            raise ValueError(f"replica block at {offset}, store ends at {self._max_phy}")
+        self._replica_tail += data
+        self._max_phy += len(data)
+        tail = self._replica_tail
+        pos = 0
+        base = self._max_phy - len(tail)
+        while True:
+            rec = next_record(tail, pos)
+            if rec == NEED_MORE:
+                break
+            if rec == CORRUPT or isinstance(rec, str):
+                raise ValueError(f"corrupt record at commit-log offset {base + pos}")
+            phys = base + pos
+            if not rec.blank:
+                self._dispatch_replica(phys, bytes(tail[pos : pos + rec.size]), rec)
+            pos += rec.size
+        del tail[:pos]
+
+    def _dispatch_replica(self, phys: int, raw: bytes, rec: ReplicaRecord) -> None:
+        self._records[phys] = raw
+        self._offsets.append(phys)
+        self._store_times.append(rec.store_timestamp)
+        self._last_ts = max(self._last_ts, rec.store_timestamp)
+        key = (rec.topic, rec.queue_id)
+        props = rec.properties
+        in_cq = goes_to_consume_queue(rec.sys_flag)
+        tags = rec.tags_code
+        if in_cq:
+            units = self._queues.setdefault(key, ([], [], []))
+            if rec.queue_offset != len(units[0]):
+                self.log.error(
+                    "Replicated record {topic}/{qid} has queue offset {got}, expected {want}: "
+                    "not dispatched",
+                    topic=rec.topic,
+                    qid=rec.queue_id,
+                    got=rec.queue_offset,
+                    want=len(units[0]),
+                )
+                in_cq = False
+            else:
+                tags = dispatch_tags_code(rec.topic, tags, props, rec.store_timestamp, self._delays)
+                units[0].append(phys)
+                units[1].append(tags)
+                units[2].append(rec.store_timestamp)
+                self._next_qoff[key] = rec.queue_offset + 1
+        if (rec.sys_flag & 0xC) != 0xC:
+            for k in index_keys(rec.topic, props):
+                self._index.setdefault(k, []).append((phys, rec.store_timestamp))
+        if in_cq:
+            for listener in list(self._listeners):
+                listener(rec.topic, rec.queue_id, rec.queue_offset, tags)
