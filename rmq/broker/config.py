@@ -130,6 +130,25 @@ class BrokerConfig:
     slave_read_enable: bool = attrs.field(default=False, metadata=_key("slaveReadEnable"))
     enable_property_filter: bool = attrs.field(default=False, metadata=_key("enablePropertyFilter"))
     max_frame_size: int = attrs.field(default=16 * 1024 * 1024, metadata=_key("maxFrameSize"))
+    # -- HA (master/slave replication, rmq.broker.ha; MessageStoreConfig keys in Java) --------
+    #: A slave's master HA address ``ip:port``; empty = learn it from REGISTER_BROKER.
+    ha_master_address: str = attrs.field(default="", metadata=_key("haMasterAddress"))
+    ha_send_heartbeat_interval_ms: int = attrs.field(
+        default=5000, validator=_positive, metadata=_key("haSendHeartbeatInterval")
+    )
+    ha_housekeeping_interval_ms: int = attrs.field(
+        default=20_000, validator=_positive, metadata=_key("haHousekeepingInterval")
+    )
+    ha_transfer_batch_size: int = attrs.field(
+        default=32 * 1024, validator=_positive, metadata=_key("haTransferBatchSize")
+    )
+    ha_slave_fallbehind_max: int = attrs.field(
+        default=256 * 1024 * 1024, validator=_positive, metadata=_key("haSlaveFallbehindMax")
+    )
+    #: SYNC_MASTER: time a send waits for a slave before FLUSH_SLAVE_TIMEOUT.
+    slave_timeout_ms: int = attrs.field(
+        default=3000, validator=_positive, metadata=_key("slaveTimeout")
+    )
 
     @property
     def is_master(self) -> bool:
@@ -146,6 +165,13 @@ class BrokerConfig:
         """``brokerIP2:haListenPort`` (defaults: brokerIP1, listenPort + 1)."""
         port = self.ha_listen_port or self.listen_port + 1
         return f"{self.broker_ip2 or self.broker_ip1}:{port}"
+
+    @property
+    def ha_listen_endpoint(self) -> str:
+        """The server endpoint description for the HA port (haListenPort or listenPort + 1;
+        ephemeral when both are 0)."""
+        port = self.ha_listen_port or (self.listen_port + 1 if self.listen_port else 0)
+        return f"tcp:{port}:interface={self.listen_interface}"
 
     @property
     def listen_endpoint(self) -> str:

@@ -71,6 +71,8 @@ class BrokerRegistration:
         self.registered: dict[str, int] = {}
         self.registrations = 0
         self._cached: tuple[Any, bytes, bool] | None = None
+        #: Called with every successful REGISTER_BROKER answer (a slave learns its master).
+        self.response_listeners: list[Callable[[RemotingCommand], None]] = []
 
     def has_namesrv(self) -> bool:
         """True when at least one NameServer address is configured."""
@@ -164,6 +166,8 @@ class BrokerRegistration:
                 size=len(request.body),
             )
         self._apply_kv_table(response)
+        for listener in list(self.response_listeners):
+            listener(response)
         return True
 
     def _apply_kv_table(self, response: RemotingCommand) -> None:

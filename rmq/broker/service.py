@@ -85,6 +85,8 @@ class Broker:
     components: list[Any] = attrs.Factory(list)
     #: rmq.broker.guarantees.Guarantees, set by install_guarantees.
     guarantees: Any = None
+    #: rmq.broker.ha.HAService (replication), set by rmq.broker.ha.install_ha.
+    ha: Any = None
 
     @property
     def send_hooks(self) -> list[ISendMessageHook]:
@@ -429,8 +431,12 @@ def build_broker_service(
     namesrv_client: NameServerClient | None = None,
     writer: Writer = sync_writer,
     namesrv_addrs: Callable[[], list[str]] | None = None,
+    ha_endpoint: IStreamServerEndpoint | None = None,
 ) -> BrokerService:
     """The broker service tree for ``config``, listening on ``endpoint``.
+
+    ``ha_endpoint`` is the master's HA listener (rmq.broker.ha); a slave connects to its master
+    through ``client_endpoint_factory``.
 
     ``store`` defaults to a :class:`MemoryMessageStore`; tap.py passes the file store.
     NameServer requests go through ``namesrv_client`` or a RemotingClient built on
@@ -447,6 +453,11 @@ def build_broker_service(
         remoting = RemotingClient(clock, client_endpoint_factory)
         namesrv_client = remoting
         close_client = remoting.close
+    from rmq.broker.ha import build_ha, install_ha
+
+    store, ha = build_ha(
+        config, store, clock, listen_endpoint=ha_endpoint, connect=client_endpoint_factory
+    )
     broker = build_broker(
         config,
         clock,
@@ -456,4 +467,5 @@ def build_broker_service(
         namesrv_addrs=namesrv_addrs,
         store_config=store_config,
     )
+    install_ha(broker, ha)
     return BrokerService(broker, endpoint, close_client=close_client)

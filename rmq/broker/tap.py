@@ -66,6 +66,7 @@ def make_broker_service(
         client_endpoint_factory=tcp_endpoint_factory(reactor),
         writer=thread_writer(reactor),
         namesrv_addrs=namesrv_addrs,
+        ha_endpoint=serverFromString(reactor, broker_config.ha_listen_endpoint),
     )
 
 
