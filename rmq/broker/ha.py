@@ -29,10 +29,11 @@ import itertools
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import (
+    IConsumer,
     IDelayedCall,
     IListeningPort,
     IPushProducer,
@@ -95,7 +96,7 @@ class HAConnection(Protocol):
         self.connected_flag = True
         now = self.service.clock.seconds()
         self.last_read = self.last_write = now
-        self.transport.registerProducer(_Producer(self), True)
+        cast(IConsumer, self.transport).registerProducer(_Producer(self), True)
         self.service.connection_made(self)
         self.log.info("HA slave {peer} connected", peer=self.peer)
 
@@ -205,7 +206,7 @@ class HAConnection(Protocol):
         """Forget the slave."""
         self.connected_flag = False
         if self.transport is not None:
-            self.transport.unregisterProducer()
+            cast(IConsumer, self.transport).unregisterProducer()
         self.service.connection_lost(self)
         self.log.info("HA slave link {ack} closed", ack=self.slave_ack_offset)
         closed, self._closed = self._closed, []

@@ -223,6 +223,9 @@ class IReplicaStore(Interface):
     def get_max_phy_offset() -> int:
         """Commit-log offset just after the last appended byte."""
 
+    def get_min_phy_offset() -> int:
+        """Commit-log offset of the oldest byte still stored."""
+
     def commit_log_file_size() -> int:
         """Size of one commit-log file (``mappedFileSizeCommitLog``): a master starts an empty
         slave at the beginning of its last file."""
