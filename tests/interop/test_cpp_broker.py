@@ -8,6 +8,7 @@ PushConsumers run as child processes (``tests.support.cpp``). Bodies are checked
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -15,7 +16,7 @@ from twisted.trial.unittest import TestCase
 
 from rmq.common.asyncutil import global_reactor
 from rmq.testing import LocalCluster, start_local_cluster
-from tests.support.cpp import CppHarness, CppProcess, Event
+from tests.support.cpp import CppHarness, CppProcess, CppTimeoutError, Event
 from tests.support.cpp_scripts.cppcommon import body_fields, body_from_spec
 
 #: A body that is not ASCII: accents, CJK, an emoji (4-byte UTF-8) and a right-to-left script.
@@ -48,6 +49,11 @@ def message_specs(
             }
         )
     return specs
+
+
+def _has_keys(keys: str) -> Callable[[Event], bool]:
+    """Predicate: an event about the message with ``keys``."""
+    return lambda ev: ev.get("keys") == keys
 
 
 def check_delivery(case: TestCase, spec: dict[str, Any], event: Event, topic: str) -> None:
@@ -168,3 +174,91 @@ class CppBrokerTests(TestCase):
             sorted(ev["keys"] for ev in restarted.of_kind("received")),
             sorted(spec["keys"] for spec in second),
         )
+
+    async def test_send_batch_is_stored_as_separate_messages(self) -> None:
+        """A C++ send_batch (code 10 with batch "1") reaches the consumer as its messages."""
+        topic = "TopicCppBatch"
+        items = message_specs("batch", 10)
+        for item in items:
+            del item["mode"]
+        batch = {"mode": "batch", "items": items}
+        await self.produced(self.produce(topic, [batch], "producer"), 1)
+        consumer = self.consume(topic, "CG_CPP_BATCH", "consumer")
+        got = await consumer.wait_for_count(lambda ev: ev["event"] == "received", 10, timeout=60)
+        by_key = {ev["keys"]: ev for ev in got}
+        self.assertEqual(set(by_key), {item["keys"] for item in items})
+        for item in items:
+            check_delivery(self, item, by_key[item["keys"]], topic)
+        # A batch goes to one queue, its messages at consecutive offsets in batch order.
+        self.assertEqual(len({ev["queue_id"] for ev in got}), 1)
+        offsets = [by_key[item["keys"]]["queue_offset"] for item in items]
+        self.assertEqual(offsets, list(range(offsets[0], offsets[0] + 10)))
+
+    async def test_tag_expression_filters(self) -> None:
+        """A C++ consumer subscribed to "TagA" gets exactly the TagA messages."""
+        topic = "TopicCppTags"
+        specs = message_specs("t", 40)
+        await self.produced(self.produce(topic, specs, "producer"), 40)
+        consumer = self.harness.spawn(
+            "push_consumer",
+            {
+                "namesrv": self.cluster.namesrv_addr,
+                "group": "CG_CPP_TAGS",
+                "topic": topic,
+                "expression": "TagA",
+                "read_props": ["idx", "origin"],
+            },
+        )
+        wanted = {spec["keys"] for spec in specs if spec["tags"] == "TagA"}
+        # The last message sent is TagA, so once it is in, every earlier one was offered too.
+        await consumer.wait_for_count(lambda ev: ev["event"] == "received", len(wanted), timeout=60)
+        await consumer.wait_for(lambda ev: ev.get("keys") == specs[-1]["keys"], timeout=30)
+        self.assertEqual(await consumer.stop(grace=30), 0)
+        got = consumer.of_kind("received")
+        self.assertEqual(sorted(ev["keys"] for ev in got), sorted(wanted))
+
+    async def test_broadcasting_consumers_each_get_every_message(self) -> None:
+        """Two broadcasting C++ consumers of one group each receive every message."""
+        topic = "TopicCppBroadcast"
+        # Broadcasting consumers keep offsets locally and a new one starts at the queues' end,
+        # so the topic must exist first and the consumers must be pulling before the sends.
+        await self.produced(self.produce(topic, [{"body": "create", "keys": "create"}], "c"), 1)
+        consumers = [
+            self.harness.spawn(
+                "push_consumer",
+                {
+                    "namesrv": self.cluster.namesrv_addr,
+                    "group": "CG_CPP_BROADCAST",
+                    "topic": topic,
+                    "model": "BROADCASTING",
+                    "instance_name": f"bc{n}",
+                    "read_props": ["idx", "origin"],
+                },
+                name=f"broadcast-{n}",
+            )
+            for n in range(2)
+        ]
+        for attempt in range(20):
+            ping = f"ping-{attempt}"
+            await self.produced(self.produce(topic, [{"body": ping, "keys": ping}], ping), 1)
+            try:
+                for consumer in consumers:
+                    await consumer.wait_for(_has_keys(ping), timeout=1.0)
+                break
+            except CppTimeoutError:
+                continue
+        else:
+            self.fail("broadcasting consumers never started pulling")
+
+        specs = message_specs("bc", 30)
+        await self.produced(self.produce(topic, specs, "producer"), 30)
+        for consumer in consumers:
+            got = await consumer.wait_for_count(
+                lambda ev: ev["event"] == "received" and ev["keys"].startswith("bc-"),
+                len(specs),
+                timeout=60,
+            )
+            by_key = {ev["keys"]: ev for ev in got}
+            self.assertEqual(set(by_key), {spec["keys"] for spec in specs})
+            for spec in specs:
+                check_delivery(self, spec, by_key[spec["keys"]], topic)
