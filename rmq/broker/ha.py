@@ -401,6 +401,8 @@ class HAService:
         self.master_ha_addr = config.ha_master_address
         #: Slave: the master's remoting address (learned from registration).
         self.master_addr = ""
+        #: Slave: the rmq.broker.slave_sync.SlaveSynchronize copying the master's metadata.
+        self.slave_sync: Any = None
         #: Called (no arguments) when a slave learns a new master remoting address.
         self.master_listeners: list[Callable[[], None]] = []
         self.client: HAClientProtocol | None = None
@@ -716,4 +718,5 @@ def install_ha(broker: Any, ha: HAService | None) -> None:
     if ha.is_slave:
         from rmq.broker.slave_sync import SlaveSynchronize
 
-        broker.components.append(SlaveSynchronize(broker, ha))
+        ha.slave_sync = SlaveSynchronize(broker, ha)
+        broker.components.append(ha.slave_sync)
