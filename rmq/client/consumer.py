@@ -46,7 +46,16 @@ from rmq.client.offsets import (
 )
 from rmq.common.asyncutil import deferred_api, global_reactor, log_failure, now_ms
 from rmq.common.errors import MQClientError, RMQError
-from rmq.common.message import RETRY_TOPIC, MessageExt
+from rmq.common.message import (
+    DELAY,
+    MAX_RECONSUME_TIMES,
+    ORIGIN_MESSAGE_ID,
+    RECONSUME_TIME,
+    RETRY_TOPIC,
+    TRAN_MSG,
+    Message,
+    MessageExt,
+)
 
 RETRY_GROUP_TOPIC_PREFIX = "%RETRY%"
 PULL_BATCH_SIZE = 32
@@ -697,9 +706,12 @@ class PushConsumer(_ConsumerBase):
     fires a Deferred with, ``CONSUME_SUCCESS`` or ``RECONSUME_LATER`` (an exception counts as
     RECONSUME_LATER). Concurrent mode runs up to ``consume_concurrency`` listener calls at once;
     failed messages are sent back to the broker (CONSUMER_SEND_MSG_BACK) for redelivery through
-    ``%RETRY%<group>``. Orderly mode (``orderly=True``) locks each queue on its broker
-    (LOCK_BATCH_MQ), consumes one queue's messages one batch at a time in offset order, and
-    retries a failed batch locally after 1 s.
+    ``%RETRY%<group>``; if that request fails they are re-sent there with the client's inner
+    producer, and only if that fails too retried locally after 5 s. Orderly mode
+    (``orderly=True``) locks each queue on its broker (LOCK_BATCH_MQ), consumes one queue's
+    messages one batch at a time in offset order, and retries a failed batch locally after
+    ``suspend_current_queue_time`` (1 s); a message that failed ``max_reconsume_times`` retries
+    (``-1`` = 16) goes to ``%DLQ%<group>`` and the queue moves on.
     """
 
     def __init__(
@@ -899,16 +911,50 @@ class PushConsumer(_ConsumerBase):
                 m.reconsume_times += 1
             self._later(5.0, lambda: self._submit_concurrent(mq, pq, failed_back))
 
+    def _max_reconsume(self) -> int:
+        """The effective max reconsume times (``-1`` means 16, for orderly consumers too)."""
+        return 16 if self.max_reconsume_times == -1 else self.max_reconsume_times
+
     async def _send_back(self, msg: MessageExt, mq: MessageQueue) -> bool:
+        """CONSUMER_SEND_MSG_BACK (delay level 0: the broker decides); if that fails, re-send
+        through the inner producer (Java ``DefaultMQPushConsumerImpl.sendMessageBack``).
+        True when one of them stored the message."""
         inst = self.instance
         addr = inst.master_addr(mq.broker_name) or msg.store_host
-        max_re = 16 if self.max_reconsume_times == -1 else self.max_reconsume_times
         try:
-            await inst.api.send_back(addr, msg, self.group, 0, max_re, mq.broker_name)
+            await inst.api.send_back(
+                addr, msg, self.group, 0, self._max_reconsume(), mq.broker_name
+            )
             return True
         except RMQError as e:
-            self.log.warn("Send back of {id} failed: {e}", id=msg.msg_id, e=e)
+            self.log.warn(
+                "Send back of {id} failed: {e}; re-sending to the retry topic", id=msg.msg_id, e=e
+            )
+        try:
+            await self._resend_to_retry(msg, msg.reconsume_times + 1)
+            return True
+        except RMQError as e:
+            self.log.warn("Re-send of {id} to the retry topic failed: {e}", id=msg.msg_id, e=e)
             return False
+
+    async def _resend_to_retry(self, msg: MessageExt, reconsume_time: int) -> None:
+        """Send a copy of ``msg`` to ``%RETRY%<group>`` with the inner producer.
+
+        The copy keeps body, flag and properties (so ``UNIQ_KEY``), and carries ``RETRY_TOPIC``,
+        ``ORIGIN_MESSAGE_ID``, ``RECONSUME_TIME`` = ``reconsume_time``, ``MAX_RECONSUME_TIMES`` and
+        delay level ``3 + reconsumeTimes``. The send header's ``reconsumeTimes`` /
+        ``maxReconsumeTimes`` come from those properties, so a broker (rmq's or Java's) files
+        the copy into ``%DLQ%<group>`` once ``reconsume_time`` reaches the maximum.
+        """
+        props = dict(msg.properties)
+        props.pop(TRAN_MSG, None)
+        props[ORIGIN_MESSAGE_ID] = props.get(ORIGIN_MESSAGE_ID) or msg.msg_id
+        props[RETRY_TOPIC] = msg.topic
+        props[RECONSUME_TIME] = str(reconsume_time)
+        props[MAX_RECONSUME_TIMES] = str(self._max_reconsume())
+        props[DELAY] = str(3 + msg.reconsume_times)
+        copy = Message(RETRY_GROUP_TOPIC_PREFIX + self.group, msg.body, msg.flag, props)
+        await self.instance.inner_producer().send(copy)
 
     # --- orderly ------------------------------------------------------------------------------
 
@@ -938,19 +984,51 @@ class PushConsumer(_ConsumerBase):
                 if status is ConsumeResult.CONSUME_SUCCESS:
                     self._consumed(mq, pq, batch)
                     continue
-                limit = self.max_reconsume_times
-                if limit >= 0 and any(m.reconsume_times >= limit for m in batch):
-                    # Beyond the limit: hand to the broker (DLQ) and move on.
-                    for m in batch:
-                        await self._send_back(m, mq)
-                    self._consumed(mq, pq, batch)
-                    continue
-                for m in batch:
-                    m.reconsume_times += 1
-                self._later(self.suspend_current_queue_time, lambda: self._kick_orderly(mq, pq))
-                return
+                if not await self._orderly_failed(mq, pq, batch):
+                    self._later(self.suspend_current_queue_time, lambda: self._kick_orderly(mq, pq))
+                    return
         finally:
             pq.consuming = False
+
+    async def _orderly_failed(
+        self, mq: MessageQueue, pq: ProcessQueue, batch: list[MessageExt]
+    ) -> bool:
+        """A failed orderly batch (Java ``ConsumeMessageOrderlyService.checkReconsumeTimes``).
+
+        A message that has been retried ``max_reconsume_times`` times already is re-sent to
+        ``%RETRY%<group>`` with ``RECONSUME_TIME`` = its count, which the broker files into
+        ``%DLQ%<group>``; it then counts as consumed. Every other message (and one whose re-send
+        failed) gets ``reconsume_times + 1`` for a local retry. True when nothing is left to
+        retry (the queue moves on), False when the caller must suspend and retry.
+        """
+        limit = self._max_reconsume()
+        sent: list[MessageExt] = []
+        retry = False
+        for m in batch:
+            if m.reconsume_times >= limit:
+                try:
+                    await self._resend_to_retry(m, m.reconsume_times)
+                except RMQError as e:
+                    self.log.warn(
+                        "Orderly message {id} exceeded {n} retries; its re-send failed: {e}",
+                        id=m.msg_id,
+                        n=limit,
+                        e=e,
+                    )
+                else:
+                    self.log.warn(
+                        "Orderly message {id} of {mq} failed {n} retries; sent to the DLQ",
+                        id=m.msg_id,
+                        mq=mq.java_str(),
+                        n=m.reconsume_times,
+                    )
+                    sent.append(m)
+                    continue
+            retry = True
+            m.reconsume_times += 1
+        if sent and not pq.dropped:
+            self._consumed(mq, pq, sent)
+        return not retry
 
     def _may_pull(self, mq: MessageQueue, pq: ProcessQueue) -> bool:
         return not self.orderly or self._lock_valid(pq)

@@ -32,6 +32,9 @@ from rmq.common.message import MessageExt, decode_message
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_response
 
+#: Java ``MixAll.CLIENT_INNER_PRODUCER_GROUP`` (also named in every heartbeat, like Java).
+INNER_PRODUCER_GROUP = "CLIENT_INNER_PRODUCER"
+
 RemotingFactory = Callable[[Any, Callable[[Any, RemotingCommand], Any]], IRemoting]
 
 
@@ -118,6 +121,7 @@ class MQClientInstance:
         self._fetcher: NamesrvAddressFetcher | None = None
         self._rebalance_call: IDelayedCall | None = None
         self._refs = 0
+        self._inner_producer: Any = None
         self.started = False
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -175,6 +179,9 @@ class MQClientInstance:
         if self._rebalance_call is not None and self._rebalance_call.active():
             self._rebalance_call.cancel()
         self._rebalance_call = None
+        if self._inner_producer is not None:
+            self.producers.pop(INNER_PRODUCER_GROUP, None)
+            self._inner_producer = None
         await self.remoting.close()
         _INSTANCES.pop(self.client_id, None)
 
@@ -206,6 +213,16 @@ class MQClientInstance:
                 )
             except RMQError as e:
                 self.log.warn("Unregister from {addr} failed: {e}", addr=addr, e=e)
+
+    def inner_producer(self) -> Any:
+        """This instance's own :class:`~rmq.client.producer.Producer` (group
+        ``CLIENT_INNER_PRODUCER``), made on first use and registered so its routes stay fresh."""
+        if self._inner_producer is None:
+            from rmq.client.producer import Producer  # producer imports this module
+
+            self._inner_producer = Producer.inner(self)
+            self.producers.setdefault(INNER_PRODUCER_GROUP, self._inner_producer)
+        return self._inner_producer
 
     # --- routes -------------------------------------------------------------------------------
 
@@ -293,8 +310,10 @@ class MQClientInstance:
         return {
             "clientID": self.client_id,
             "consumerDataSet": [c.heartbeat_data() for c in self.consumers.values()],
-            "producerDataSet": [{"groupName": g} for g in sorted(self.producers)]
-            + [{"groupName": "CLIENT_INNER_PRODUCER"}],
+            "producerDataSet": [
+                {"groupName": g} for g in sorted(self.producers) if g != INNER_PRODUCER_GROUP
+            ]
+            + [{"groupName": INNER_PRODUCER_GROUP}],
         }
 
     @deferred_api

@@ -24,7 +24,12 @@ from rmq.client.api import (
 )
 from rmq.client.config import ClientConfig
 from rmq.client.flowcontrol import InFlightLimiter
-from rmq.client.instance import MQClientInstance, RemotingFactory, get_instance
+from rmq.client.instance import (
+    INNER_PRODUCER_GROUP,
+    MQClientInstance,
+    RemotingFactory,
+    get_instance,
+)
 from rmq.client.interfaces import IMessageQueueSelector
 from rmq.client.latency import LatencyFaultTolerance
 from rmq.client.message_queue import MessageQueue
@@ -214,6 +219,21 @@ class Producer:
         self._instance: MQClientInstance | None = None
         self._ids: UniqueIdGenerator | None = None
         self.transaction_check_hook: Any = None
+
+    @classmethod
+    def inner(cls, inst: MQClientInstance) -> Producer:
+        """The producer a client instance uses itself (Java's ``CLIENT_INNER_PRODUCER``: consumers
+        re-send failed messages to ``%RETRY%<group>`` through it). It shares ``inst`` and is never
+        started or shut down on its own."""
+        p = cls(
+            INNER_PRODUCER_GROUP,
+            None,
+            inst.clock,
+            send_timeout=inst.config.request_timeout,
+        )
+        p._instance = inst
+        p._ids = UniqueIdGenerator(ip=_ip_of(inst.client_id))
+        return p
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -534,4 +554,11 @@ def _ip_of(client_id: str) -> str:
         return "127.0.0.1"
 
 
-__all__ = ["Producer", "new_message", "check_message", "check_topic", "TopicPublishInfo"]
+__all__ = [
+    "INNER_PRODUCER_GROUP",
+    "Producer",
+    "new_message",
+    "check_message",
+    "check_topic",
+    "TopicPublishInfo",
+]

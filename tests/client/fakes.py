@@ -16,10 +16,14 @@ from twisted.internet.task import Clock
 from rmq.common import fastjson
 from rmq.common.errors import RemotingConnectError
 from rmq.common.message import (
+    DELAY,
     TAGS,
     BrokerMessage,
+    MessageExt,
     decode_batch,
+    decode_messages,
     encode_stored_record,
+    properties_to_string,
     string_to_properties,
     tags_hash,
 )
@@ -46,6 +50,7 @@ class FakeCluster:
         self.requests: list[tuple[str, RemotingCommand]] = []
         self.down: set[str] = set()
         self.send_code: dict[str, int] = {}
+        self.send_back_code: int = ResponseCode.SUCCESS
         self.held: list[tuple[Deferred[RemotingCommand], RemotingCommand, str]] = []
         self.commit_offset = 0
 
@@ -115,18 +120,27 @@ class FakeCluster:
             self.topics[topic] = int(ext["d"])
         qid = int(ext["e"])
         props = string_to_properties(ext.get("i", ""))
+        props_str = ext.get("i", "")
+        reconsume = int(ext.get("j", "0"))
+        if topic.startswith("%RETRY%") and reconsume >= int(ext.get("l", "16")):
+            # Like the broker's retry redirect: exhausted retries go to %DLQ%<group> queue 0.
+            topic, qid = "%DLQ%" + topic[len("%RETRY%") :], 0
+            self.topics.setdefault(topic, 1)
+            props.pop(DELAY, None)
+            props_str = properties_to_string(props)
         msg = BrokerMessage(
             topic,
             qid,
             cmd.body,
             int(ext["h"]),
             props,
-            ext.get("i", ""),
+            props_str,
             tags_hash(props.get(TAGS)),
             int(ext["g"]),
             "127.0.0.1:5555",
             self.brokers[broker],
             int(ext["f"]),
+            reconsume,
         )
         offset, phys = self.store(broker, topic, qid, msg)
         return new_response(
@@ -267,6 +281,8 @@ class FakeCluster:
         return new_response(cmd, body=fastjson.dumps({"consumerIdList": ids}))
 
     def _b36(self, remote: FakeRemoting, broker: str, cmd: RemotingCommand) -> RemotingCommand:
+        if self.send_back_code != ResponseCode.SUCCESS:
+            return new_response(cmd, self.send_back_code, "fake send-back refusal")
         return new_response(cmd)
 
     def _b41(self, remote: FakeRemoting, broker: str, cmd: RemotingCommand) -> RemotingCommand:
@@ -286,6 +302,10 @@ class FakeCluster:
             if self.locks.get(key) == body["clientId"]:
                 del self.locks[key]
         return new_response(cmd)
+
+    def stored(self, topic: str, qid: int = 0, broker: str = "broker-a") -> list[MessageExt]:
+        """The records of one queue, decoded."""
+        return decode_messages(b"".join(self.queues.get((broker, topic, qid), [])))
 
     def sent(self, code: int) -> list[tuple[str, RemotingCommand]]:
         """Recorded requests with ``code``."""

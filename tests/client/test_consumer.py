@@ -26,7 +26,7 @@ from rmq.client import (
 from rmq.client.interfaces import IOffsetStore
 from rmq.client.offsets import LocalFileOffsetStore
 from rmq.common.message import RETRY_TOPIC, BrokerMessage, Message
-from rmq.remoting.codes import RequestCode
+from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import new_request
 from tests.client.fakes import NAMESRV, FakeCluster
 
@@ -391,6 +391,136 @@ class PushConsumerTests(_Base):
         c = self.consumer("c1", orderly=True)
         self.successResultOf(c.start())
         self.assertEqual(tq(c), [])
+
+
+class RetryAndDLQTests(_Base):
+    def orderly(
+        self, fail: set[bytes], **kw: object
+    ) -> tuple[PushConsumer, list[tuple[bytes, int]], list[MessageExt]]:
+        """A started orderly consumer of the 1-queue topic T whose listener fails ``fail``;
+        it records (body, reconsume_times) per call and the messages themselves."""
+        self.cluster.topics["T"] = 1
+        seen: list[tuple[bytes, int]] = []
+        msgs_seen: list[MessageExt] = []
+
+        def listener(msgs: list[MessageExt]) -> object:
+            seen.extend((m.body, m.reconsume_times) for m in msgs)
+            msgs_seen.extend(msgs)
+            return RECONSUME_LATER if msgs[0].body in fail else CONSUME_SUCCESS
+
+        c = self.consumer("c1", listener=listener, orderly=True, **kw)
+        self.successResultOf(c.start())
+        return c, seen, msgs_seen
+
+    def test_orderly_poison_message_to_dlq_and_queue_moves_on(self) -> None:
+        """An orderly message that always fails is retried locally 16 times, 1 s apart, then
+        re-sent with RECONSUME_TIME 16 so it lands in %DLQ%<group>; the next ones follow."""
+        c, seen, msgs = self.orderly({b"m1"})
+        self.send(3)
+        self.assertEqual(seen, [(b"m0", 0), (b"m1", 0)])
+        for n in range(1, 17):
+            self.clock.advance(0.999)
+            self.assertEqual(len(seen), 1 + n)
+            self.clock.advance(0.001)
+            self.assertEqual(seen[1 + n], (b"m1", n))
+        self.assertEqual(seen[-2:], [(b"m1", 16), (b"m2", 0)])
+        self.assertEqual(len(seen), 19)
+        self.assertEqual(self.cluster.sent(RequestCode.CONSUMER_SEND_MSG_BACK), [])
+        [(_, resend)] = [
+            (a, cmd)
+            for a, cmd in self.cluster.sent(RequestCode.SEND_MESSAGE_V2)
+            if cmd.ext_fields["b"] == "%RETRY%CG"
+        ]
+        self.assertEqual((resend.ext_fields["j"], resend.ext_fields["l"]), ("16", "16"))
+        self.assertEqual(resend.ext_fields["a"], "CLIENT_INNER_PRODUCER")
+        [dead] = self.cluster.stored("%DLQ%CG")
+        original = msgs[1]
+        self.assertEqual(dead.body, b"m1")
+        self.assertEqual(dead.reconsume_times, 16)
+        self.assertEqual(dead.properties[RETRY_TOPIC], "T")
+        self.assertEqual(dead.properties["ORIGIN_MESSAGE_ID"], original.msg_id)
+        self.assertEqual(dead.properties["UNIQ_KEY"], original.properties["UNIQ_KEY"])
+        self.assertEqual(dead.properties["MAX_RECONSUME_TIMES"], "16")
+        self.assertNotIn("DELAY", dead.properties)
+        self.assertEqual(self.cluster.stored("%RETRY%CG"), [])
+        self.clock.advance(5)
+        self.assertEqual(self.cluster.offsets[("broker-a", "CG", "T", 0)], 3)
+        self.send(1)
+        self.assertEqual(seen[-1], (b"m0", 0))
+
+    def test_orderly_bound_is_max_reconsume_times(self) -> None:
+        """max_reconsume_times bounds the local retries; a failed re-send is retried locally."""
+        c, seen, _ = self.orderly({b"m0"}, max_reconsume_times=2)
+        self.send(2)
+        self.clock.advance(1)
+        self.assertEqual(seen, [(b"m0", 0), (b"m0", 1)])
+        self.cluster.send_code["broker-a"] = 14  # SERVICE_NOT_AVAILABLE: the re-send fails
+        self.clock.advance(1)
+        self.assertEqual(seen[-1], (b"m0", 2))
+        self.assertEqual(self.cluster.stored("%DLQ%CG"), [])
+        self.cluster.send_code.clear()
+        self.clock.advance(1)
+        self.assertEqual(seen[2:], [(b"m0", 2), (b"m0", 3), (b"m1", 0)])
+        [dead] = self.cluster.stored("%DLQ%CG")
+        self.assertEqual((dead.body, dead.reconsume_times), (b"m0", 3))
+
+    def test_send_back_failure_resends_to_retry_topic(self) -> None:
+        """When CONSUMER_SEND_MSG_BACK fails the client sends a copy to %RETRY%<group> itself,
+        with Java's properties, and the offset moves on."""
+        calls: list[MessageExt] = []
+
+        def listener(msgs: list[MessageExt]) -> object:
+            calls.extend(msgs)
+            return RECONSUME_LATER if len(calls) == 1 else CONSUME_SUCCESS
+
+        self.cluster.send_back_code = ResponseCode.SYSTEM_ERROR
+        c = self.consumer("c1", listener=listener)
+        self.successResultOf(c.start())
+        self.send(1)
+        self.assertEqual(len(self.cluster.sent(RequestCode.CONSUMER_SEND_MSG_BACK)), 1)
+        [retry] = self.cluster.stored("%RETRY%CG")
+        first = calls[0]
+        self.assertEqual(retry.body, b"m0")
+        self.assertEqual(retry.reconsume_times, 1)
+        props = retry.properties
+        self.assertEqual(props[RETRY_TOPIC], "T")
+        self.assertEqual(props["RECONSUME_TIME"], "1")
+        self.assertEqual(props["MAX_RECONSUME_TIMES"], "16")
+        self.assertEqual(props["DELAY"], "3")
+        self.assertEqual(props["ORIGIN_MESSAGE_ID"], first.msg_id)
+        self.assertEqual(props["UNIQ_KEY"], first.properties["UNIQ_KEY"])
+        self.cluster.wake()
+        self.assertEqual(len(calls), 2)
+        self.assertEqual((calls[1].topic, calls[1].body, calls[1].reconsume_times), ("T", b"m0", 1))
+        self.clock.advance(5)
+        self.assertEqual(sum(v for k, v in self.cluster.offsets.items() if k[2] == "T"), 1)
+        hb = json.loads(self.cluster.sent(RequestCode.HEART_BEAT)[-1][1].body)
+        groups = [p["groupName"] for p in hb["producerDataSet"]]
+        self.assertEqual(groups.count("CLIENT_INNER_PRODUCER"), 1)
+
+    def test_send_back_and_resend_fail_retry_locally(self) -> None:
+        """When both the send-back and the re-send fail, the message is retried locally after
+        5 s with reconsume_times + 1 and its offset is not committed before that."""
+        calls: list[tuple[bytes, int]] = []
+
+        def listener(msgs: list[MessageExt]) -> object:
+            calls.extend((m.body, m.reconsume_times) for m in msgs)
+            return RECONSUME_LATER if len(calls) == 1 else CONSUME_SUCCESS
+
+        c = self.consumer("c1", listener=listener)
+        self.successResultOf(c.start())
+        self.successResultOf(self.producer.send(new_message("T", b"x")))
+        self.cluster.send_back_code = ResponseCode.SYSTEM_ERROR
+        self.cluster.send_code["broker-a"] = 14  # SERVICE_NOT_AVAILABLE
+        self.cluster.wake()
+        self.assertEqual(calls, [(b"x", 0)])
+        self.clock.advance(4.9)
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(self.cluster.stored("%RETRY%CG"), [])
+        self.clock.advance(0.1)
+        self.assertEqual(calls, [(b"x", 0), (b"x", 1)])
+        self.clock.advance(5)
+        self.assertEqual(sum(v for k, v in self.cluster.offsets.items() if k[2] == "T"), 1)
 
 
 class BroadcastingTests(_Base):
