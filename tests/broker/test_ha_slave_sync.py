@@ -17,7 +17,7 @@ from rmq.remoting.command import RemotingCommand, new_response
 from rmq.store.memory import MemoryMessageStore
 from tests.support.vectors import load_command
 
-VECTORS = {
+VECTORS: dict[int, str] = {
     RequestCode.GET_ALL_CONSUMER_OFFSET: "broker-slave-get-all-consumer-offset",
     RequestCode.GET_ALL_DELAY_OFFSET: "broker-slave-get-all-delay-offset",
     RequestCode.GET_ALL_SUBSCRIPTIONGROUP_CONFIG: "broker-slave-get-all-subscriptiongroup-config",
