@@ -262,3 +262,34 @@ class CppBrokerTests(TestCase):
             self.assertEqual(set(by_key), {spec["keys"] for spec in specs})
             for spec in specs:
                 check_delivery(self, spec, by_key[spec["keys"]], topic)
+
+    async def test_pull_consumer_reads_every_queue(self) -> None:
+        """The C++ PullConsumer reads each queue from offset 0 to its end, messages intact."""
+        topic = "TopicCppPull"
+        specs = message_specs("p", 50)
+        await self.produced(self.produce(topic, specs, "producer"), 50)
+        puller = self.harness.spawn(
+            "pull_consumer",
+            {
+                "namesrv": self.cluster.namesrv_addr,
+                "group": "CG_CPP_PULL",
+                "topic": topic,
+                "read_props": ["idx", "origin"],
+            },
+        )
+        done = await puller.wait_event("done", timeout=60)
+        self.assertEqual(await puller.finished(timeout=30), 0)
+        self.assertEqual(done["count"], 50)
+        by_key = {ev["keys"]: ev for ev in puller.of_kind("received")}
+        self.assertEqual(set(by_key), {spec["keys"] for spec in specs})
+        for spec in specs:
+            check_delivery(self, spec, by_key[spec["keys"]], topic)
+        queues = puller.wait_event("queues", timeout=1)
+        self.assertEqual(len((await queues)["queues"]), 4)
+        last: dict[int, Event] = {}
+        for ev in puller.of_kind("pulled"):
+            last[ev["queue_id"]] = ev
+        for ev in last.values():
+            self.assertEqual(ev["status"], "NO_NEW_MSG")
+            self.assertEqual(ev["next_offset"], ev["max_offset"])
+        self.assertEqual(sum(ev["max_offset"] for ev in last.values()), 50)
