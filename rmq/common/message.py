@@ -118,12 +118,30 @@ def string_to_properties(text: str) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=8192)
-def java_string_hash(s: str) -> int:
-    """Java ``String.hashCode()`` (UTF-16 code units, signed 32-bit arithmetic)."""
+def _java_hash_cached(s: str) -> int:
+    """Unsigned Java ``String.hashCode`` (cached: tags, topics and key prefixes repeat)."""
     h = 0
-    data = s.encode("utf-16-be")
-    for (c,) in struct.iter_unpack(">H", data):
+    for (c,) in struct.iter_unpack(">H", s.encode("utf-16-be")):
         h = (31 * h + c) & 0xFFFFFFFF
+    return h
+
+
+def java_string_hash(s: str) -> int:
+    """Java ``String.hashCode()`` (UTF-16 code units, signed 32-bit arithmetic).
+
+    Long strings hash as their cached head extended by the last 8 characters, so unique keys
+    sharing a producer prefix cost a few steps each.
+    """
+    if len(s) <= 16:
+        h = _java_hash_cached(s)
+    else:
+        tail = s[-8:]
+        if tail.isascii():
+            h = _java_hash_cached(s[:-8])
+            for c in tail.encode():
+                h = (31 * h + c) & 0xFFFFFFFF
+        else:
+            h = _java_hash_cached.__wrapped__(s)
     return h - 0x100000000 if h & 0x80000000 else h
 
 
@@ -386,6 +404,18 @@ def record_size(body_len: int, topic_len: int, props_len: int, sys_flag: int = 0
     return 91 + body_len + topic_len + props_len + extra
 
 
+_HEAD_V4 = struct.Struct(">iiiiiqqiq8sq8siqi")  # the fixed part with IPv4 hosts + body length
+
+
+@functools.lru_cache(maxsize=4096)
+def _topic_field(topic: str) -> bytes:
+    """The TOPIC field (signed-byte length + bytes); ValueError beyond 127 bytes."""
+    raw = topic.encode()
+    if len(raw) > 127:
+        raise ValueError("topic longer than 127 bytes")
+    return bytes((len(raw),)) + raw
+
+
 def encode_stored_record(
     msg: BrokerMessage,
     queue_offset: int,
@@ -399,23 +429,47 @@ def encode_stored_record(
     """
     born = encode_host(msg.born_host)
     store = encode_host(msg.store_host)
-    sys_flag = msg.sys_flag & ~(
-        MessageSysFlag.BORNHOST_V6_FLAG | MessageSysFlag.STOREHOSTADDRESS_V6_FLAG
-    )
-    if len(born) == 20:
-        sys_flag |= MessageSysFlag.BORNHOST_V6_FLAG
-    if len(store) == 20:
-        sys_flag |= MessageSysFlag.STOREHOSTADDRESS_V6_FLAG
-    topic = msg.topic.encode()
+    topic = _topic_field(msg.topic)
     props = (msg.properties_str or properties_to_string(msg.properties)).encode()
-    if len(topic) > 127:
-        raise ValueError("topic longer than 127 bytes")
     if len(props) > 32767:
         raise ValueError("properties longer than 32767 bytes")
     body = msg.body
     if body_crc is None:
         body_crc = zlib.crc32(body) & 0x7FFFFFFF
-    total = 75 + len(born) + len(store) + len(body) + len(topic) + len(props)
+    sys_flag = msg.sys_flag & ~(
+        MessageSysFlag.BORNHOST_V6_FLAG | MessageSysFlag.STOREHOSTADDRESS_V6_FLAG
+    )
+    if len(born) == 8 and len(store) == 8:
+        return b"".join(
+            (
+                _HEAD_V4.pack(
+                    90 + len(body) + len(topic) + len(props),
+                    MESSAGE_MAGIC_CODE,
+                    body_crc,
+                    msg.queue_id,
+                    msg.flag,
+                    queue_offset,
+                    commit_log_offset,
+                    sys_flag,
+                    msg.born_timestamp,
+                    born,
+                    store_timestamp,
+                    store,
+                    msg.reconsume_times,
+                    msg.prepared_transaction_offset,
+                    len(body),
+                ),
+                body,
+                topic,
+                _I16.pack(len(props)),
+                props,
+            )
+        )
+    if len(born) == 20:
+        sys_flag |= MessageSysFlag.BORNHOST_V6_FLAG
+    if len(store) == 20:
+        sys_flag |= MessageSysFlag.STOREHOSTADDRESS_V6_FLAG
+    total = 74 + len(born) + len(store) + len(body) + len(topic) + len(props)
     return b"".join(
         (
             _HEAD.pack(
@@ -435,7 +489,6 @@ def encode_stored_record(
             _MID.pack(msg.reconsume_times, msg.prepared_transaction_offset),
             _I32.pack(len(body)),
             body,
-            bytes((len(topic),)),
             topic,
             _I16.pack(len(props)),
             props,

@@ -37,6 +37,7 @@ class CommitLog:
         self.files = MappedFileQueue(directory, file_size)
         self.file_size = file_size
         self._last: MappedFile | None = None
+        self.on_prefault: Callable[[MappedFile], None] | None = None
 
     def load(self) -> None:
         """Map existing files (write position set later by recovery)."""
@@ -75,6 +76,8 @@ class CommitLog:
         _I64.pack_into(mm, pos + PHYS_POS, phys)
         mf.wrote = pos + n
         mf.dirty = True
+        if mf.wrote + 1048576 >= mf.populated and self.on_prefault is not None:
+            self.on_prefault(mf)
         return phys
 
     def read(self, phys: int, size: int) -> bytes | None:

@@ -66,6 +66,16 @@ class ConsumeQueue:
 
     def put(self, queue_offset: int, phys: int, size: int, tags_code: int) -> bool:
         """Write unit ``queue_offset``; duplicates are ignored, gaps padded with filler units."""
+        if queue_offset == self.max_offset and self.files.files:
+            mf = self.files.files[-1]
+            pos = queue_offset * UNIT_SIZE - mf.start
+            if 0 <= pos < mf.size:  # the common case: append inside the last file
+                UNIT.pack_into(mf.mm, pos, phys, size, tags_code)
+                mf.wrote = pos + UNIT_SIZE
+                mf.dirty = True
+                self.max_offset = queue_offset + 1
+                self.max_phy = phys + size
+                return True
         if queue_offset < self.max_offset:
             return False
         if queue_offset > self.max_offset:

@@ -33,9 +33,12 @@ from zope.interface import implementer
 
 from rmq.common.asyncutil import log_failure
 from rmq.common.message import (
+    KEYS,
     TAGS,
+    UNIQ_KEY,
     WAIT,
     BrokerMessage,
+    MessageSysFlag,
     encode_host,
     encode_stored_record,
     string_to_properties,
@@ -54,9 +57,10 @@ from rmq.store.interfaces import (
     PutMessageStatus,
     QueryMessageResult,
 )
-from rmq.store.mappedfile import fdatasync_all
+from rmq.store.mappedfile import MappedFile, fdatasync_all, populate_write
 from rmq.store.rules import (
     MAX_FILTER_UNITS,
+    SCHEDULE_TOPIC,
     dispatch_tags_code,
     goes_to_consume_queue,
     index_keys,
@@ -73,7 +77,7 @@ _HEAD = struct.Struct(">iiiiiqqiq")
 
 RunBlocking = Callable[..., "Deferred[Any]"]
 # (phys, size, topic, queue_id, queue_offset or -1, tags_code, store_ts, index keys)
-DispatchEntry = tuple[int, int, str, int, int, int, int, list[str]]
+DispatchEntry = tuple[int, int, str, int, int, int, int, "list[str] | None"]
 
 
 def disk_usage_ratio(path: str) -> float:
@@ -125,6 +129,11 @@ class FileMessageStore:
         self._sync = config.sync_flush
         self.commitlog = CommitLog(config.commit_log_dir, config.mapped_file_size_commit_log)
         self._cq_root = os.path.join(self.root, "consumequeue")
+        self._host_hex: dict[str, str] = {}
+        self._max_size = config.max_message_size
+        self._max_record = config.mapped_file_size_commit_log - 8
+        self._index_on = config.message_index_enable
+        self._sync_timeout = config.sync_flush_timeout_ms / 1000.0
         self._cqs: dict[tuple[str, int], ConsumeQueue] = {}
         self.index = IndexService(
             os.path.join(self.root, "index"), config.max_hash_slot_num, config.max_index_num
@@ -184,8 +193,9 @@ class FileMessageStore:
         os.fsync(fd)
         os.close(fd)
         if self._run_blocking is None:
-            self._pool = ThreadPool(minthreads=1, maxthreads=2, name="rmq-store-flush")
+            self._pool = ThreadPool(minthreads=1, maxthreads=3, name="rmq-store-flush")
             self._pool.start()
+        self.commitlog.on_prefault = self._prefault
         self._flushed = self.commitlog.max_offset
         self._last_thorough = self._clock.seconds()
         self._check_disk()
@@ -262,9 +272,19 @@ class FileMessageStore:
 
     # --- put ----------------------------------------------------------------------------------
 
-    def put_message(self, msg: BrokerMessage) -> Deferred[PutMessageResult]:
-        """Append one record (see IMessageStore)."""
-        return self.put_messages((msg,))
+    def _refusal(self) -> PutMessageResult | None:
+        if not self.running:
+            return PutMessageResult(
+                PutMessageStatus.SERVICE_NOT_AVAILABLE, remark="store not running"
+            )
+        if self._disk_full:
+            return PutMessageResult(
+                PutMessageStatus.DISK_FULL,
+                remark=f"disk usage {self._disk_ratio:.0%} is above "
+                f"{self.config.disk_space_warning_level_ratio:.0%}: puts refused until it "
+                "falls below",
+            )
+        return None
 
     def _store_ts(self) -> int:
         ts = int(self._clock.seconds() * 1000)
@@ -273,99 +293,143 @@ class FileMessageStore:
         self._last_ts = ts
         return ts
 
+    def _offset_id(self, store_host: str, phys: int) -> str:
+        prefix = self._host_hex.get(store_host)
+        if prefix is None:
+            prefix = self._host_hex[store_host] = encode_host(store_host).hex().upper()
+        return f"{prefix}{phys:016X}"
+
+    def _append(self, msg: BrokerMessage, store_ts: int) -> tuple[int, int, int]:
+        """Append one record and dispatch it (or queue it for dispatch after the fsync).
+
+        Returns ``(phys, size, queue offset)``; ValueError if it cannot fit in a file."""
+        topic = msg.topic
+        qid = msg.queue_id
+        in_cq = not msg.sys_flag & MessageSysFlag.TRANSACTION_PREPARED_TYPE
+        key = (topic, qid)
+        qoff = self._next_qoff.get(key, 0) if in_cq else 0
+        raw = encode_stored_record(msg, qoff, 0, store_ts)
+        size = len(raw)
+        if size > self._max_record:
+            raise ValueError("record larger than a commit-log file")
+        phys = self.commitlog.append(raw)
+        tags = msg.tags_code
+        if in_cq:
+            self._next_qoff[key] = qoff + 1
+            if topic == SCHEDULE_TOPIC:
+                tags = dispatch_tags_code(topic, tags, msg.properties, store_ts, self._delays)
+        keys: list[str] | None = None
+        if self._index_on:
+            props = msg.properties
+            uniq = props.get(UNIQ_KEY)
+            if KEYS in props:
+                keys = index_keys(topic, props)
+            elif uniq:
+                keys = [f"{topic}#{uniq}"]
+        if self._sync:
+            self._pending.append(
+                ((phys, size, topic, qid, qoff if in_cq else -1, tags, store_ts, keys), phys + size)
+            )
+        else:
+            self._dispatch_record(
+                phys, size, topic, qid, qoff if in_cq else -1, tags, store_ts, keys
+            )
+        return phys, size, qoff
+
+    def put_message(self, msg: BrokerMessage) -> Deferred[PutMessageResult]:
+        """Append one record (see IMessageStore)."""
+        bad = self._refusal() or prepare(msg, self._max_size)
+        if bad is not None:
+            return succeed(bad)
+        store_ts = self._store_ts()
+        try:
+            phys, size, qoff = self._append(msg, store_ts)
+        except ValueError as e:
+            return succeed(PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, remark=str(e)))
+        self._last_appended_ts = store_ts
+        result = PutMessageResult(
+            PutMessageStatus.PUT_OK,
+            phys,
+            self._offset_id(msg.store_host, phys),
+            qoff,
+            store_ts,
+            1,
+            size,
+        )
+        if not self._sync:
+            return succeed(result)
+        return self._await_flush(result, phys + size, msg)
+
     def put_messages(self, msgs: Sequence[BrokerMessage]) -> Deferred[PutMessageResult]:
         """Append records with consecutive queue offsets; answer per the flush mode."""
-        if not self.running:
-            return succeed(
-                PutMessageResult(PutMessageStatus.SERVICE_NOT_AVAILABLE, remark="store not running")
-            )
-        if self._disk_full:
-            return succeed(
-                PutMessageResult(
-                    PutMessageStatus.DISK_FULL,
-                    remark=f"disk usage {self._disk_ratio:.0%} is above "
-                    f"{self.config.disk_space_warning_level_ratio:.0%}: puts refused until it "
-                    "falls below",
-                )
-            )
-        if not msgs:
-            return succeed(PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, remark="empty batch"))
-        max_size = self.config.max_message_size
+        bad = self._refusal()
+        if bad is None and not msgs:
+            bad = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, remark="empty batch")
         for msg in msgs:
-            bad = prepare(msg, max_size)
             if bad is not None:
-                return succeed(bad)
-        store_ts = self._store_ts()
-        cl = self.commitlog
-        start = cl.max_offset
-        ids = []
-        first_phys = -1
-        first_qoff = -1
-        sync = self._sync
-        delays = self._delays
-        index_on = self.config.message_index_enable
-        limit = self.config.mapped_file_size_commit_log - 8
+                break
+            bad = prepare(msg, self._max_size)
+        if bad is not None:
+            return succeed(bad)
         for msg in msgs:
-            topic = msg.topic
-            key = (topic, msg.queue_id)
-            in_cq = goes_to_consume_queue(msg.sys_flag)
-            qoff = self._next_qoff.get(key, 0) if in_cq else 0
-            raw = encode_stored_record(msg, qoff, 0, store_ts)
-            if len(raw) > limit:
+            if len(msg.body) + 400 + len(msg.properties_str) * 3 > self._max_record:
                 return succeed(
                     PutMessageResult(
                         PutMessageStatus.MESSAGE_ILLEGAL,
                         remark="record larger than a commit-log file",
                     )
                 )
-            phys = cl.append(raw)
-            size = len(raw)
-            if in_cq:
-                self._next_qoff[key] = qoff + 1
+        store_ts = self._store_ts()
+        ids = []
+        first_phys = first_qoff = -1
+        total = 0
+        end = 0
+        for msg in msgs:
+            phys, size, qoff = self._append(msg, store_ts)
             if first_phys < 0:
                 first_phys, first_qoff = phys, qoff
-            ids.append((encode_host(msg.store_host) + _I64.pack(phys)).hex().upper())
-            tags = msg.tags_code
-            if topic == "SCHEDULE_TOPIC_XXXX":
-                tags = dispatch_tags_code(topic, tags, msg.properties, store_ts, delays)
-            entry: DispatchEntry = (
-                phys,
-                size,
-                topic,
-                msg.queue_id,
-                qoff if in_cq else -1,
-                tags,
-                store_ts,
-                index_keys(topic, msg.properties) if index_on else [],
-            )
-            if sync:
-                self._pending.append((entry, phys + size))
-            else:
-                self._dispatch(entry)
+            ids.append(self._offset_id(msg.store_host, phys))
+            total += size
+            end = phys + size
         self._last_appended_ts = store_ts
         result = PutMessageResult(
             PutMessageStatus.PUT_OK,
-            wrote_offset=first_phys,
-            msg_id=",".join(ids),
-            queue_offset=first_qoff,
-            store_timestamp=store_ts,
-            msg_num=len(msgs),
-            wrote_bytes=cl.max_offset - start,
+            first_phys,
+            ",".join(ids),
+            first_qoff,
+            store_ts,
+            len(msgs),
+            total,
         )
-        if not sync:
+        if not self._sync:
             return succeed(result)
-        end = cl.max_offset
-        wait = msgs[0].properties.get(WAIT, "true") != "false"
-        if not wait:
+        return self._await_flush(result, end, msgs[0])
+
+    def _await_flush(
+        self, result: PutMessageResult, end: int, msg: BrokerMessage
+    ) -> Deferred[PutMessageResult]:
+        """SYNC_FLUSH: a Deferred answered by the group commit covering ``end``."""
+        if msg.properties.get(WAIT) == "false":
             self._group_commit()
             return succeed(result)
         d: Deferred[PutMessageResult] = Deferred()
-        deadline = self._clock.seconds() + self.config.sync_flush_timeout_ms / 1000.0
+        deadline = self._clock.seconds() + self._sync_timeout
         self._waiters.append(_Waiter(end, d, result, deadline))
         if self._timeout_call is None:
             self._arm_timeout()
         self._group_commit()
         return d
+
+    def _prefault(self, mf: MappedFile) -> None:
+        """Pre-fault the pages ahead of the commit-log write position in a thread."""
+        req = mf.prefault_request()
+        if req is None:
+            return
+
+        def done(_: object) -> None:
+            mf.prefaulting = False
+
+        self._run(populate_write, *req).addBoth(done)
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -379,7 +443,20 @@ class FileMessageStore:
         return cq
 
     def _dispatch(self, entry: DispatchEntry) -> None:
-        phys, size, topic, qid, qoff, tags, ts, keys = entry
+        self._dispatch_record(*entry)
+
+    def _dispatch_record(
+        self,
+        phys: int,
+        size: int,
+        topic: str,
+        qid: int,
+        qoff: int,
+        tags: int,
+        ts: int,
+        keys: list[str] | None,
+    ) -> None:
+        """Write the consume-queue unit and index entries of a record; tell the listeners."""
         if qoff >= 0:
             self._cq(topic, qid).put(qoff, phys, size, tags)
         if keys:

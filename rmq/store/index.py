@@ -187,9 +187,10 @@ class IndexService:
 
     def put_keys(self, keys: list[str], phys: int, store_ts: int, now_ms: int) -> None:
         """Index each key (already ``topic#key``) for the record at ``phys``."""
-        f = self._writable(now_ms)
+        f = self.files[-1] if self.files and not self.files[-1].full else self._writable(now_ms)
         for k in keys:
-            h = key_hash(k)
+            h = java_string_hash(k)
+            h = 0 if h == -0x80000000 else abs(h)
             if not f.put(h, phys, store_ts):
                 f = self._writable(now_ms)
                 f.put(h, phys, store_ts)

@@ -6,12 +6,52 @@ which receive plain file descriptors.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import mmap
 import os
+import sys
 
 from twisted.logger import Logger
 
 ZERO_CHUNK = 1024 * 1024
+PREFAULT_CHUNK = 4 * 1024 * 1024
+PREFAULT_AHEAD = 1024 * 1024
+_MADV_POPULATE_WRITE = 23  # Linux >= 5.14
+
+
+def _load_madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        fn = libc.madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_madvise = _load_madvise()
+
+
+def map_address(mm: mmap.mmap) -> int:
+    """Start address of a mapping (0 when unavailable); no buffer export is kept."""
+    if _madvise is None:
+        return 0
+    ref = ctypes.c_char.from_buffer(mm)
+    addr = ctypes.addressof(ref)
+    del ref
+    return addr
+
+
+def populate_write(addr: int, length: int) -> None:
+    """Pre-fault ``length`` bytes of a mapping for writing (runs in a thread; ctypes releases the
+    GIL). It never changes the content, so it may race with appends to the same pages; page
+    faults then cost the reactor thread nothing. Errors (old kernels) are ignored."""
+    if _madvise is not None and addr and length > 0:
+        _madvise(addr, length, _MADV_POPULATE_WRITE)
 
 
 def offset_to_name(offset: int) -> str:
@@ -33,6 +73,21 @@ class MappedFile:
         self.size = size
         self.wrote = 0
         self.dirty = False
+        self.addr = map_address(self.mm) if create else 0
+        self.populated = 0
+        self.prefaulting = False
+
+    def prefault_request(self) -> tuple[int, int] | None:
+        """``(address, length)`` of the next region to pre-fault, or None if far enough ahead."""
+        if not self.addr or self.prefaulting or self.populated >= self.size:
+            return None
+        if self.wrote + PREFAULT_AHEAD < self.populated:
+            return None
+        start = max(self.populated, self.wrote & ~4095)
+        length = min(PREFAULT_CHUNK, self.size - start)
+        self.prefaulting = True
+        self.populated = start + length
+        return self.addr + start, length
 
     @property
     def end(self) -> int:

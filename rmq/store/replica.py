@@ -20,7 +20,7 @@ from rmq.common.message import (
     string_to_properties,
     tags_hash,
 )
-from rmq.store.commitlog import check_record
+from rmq.store.commitlog import CommitLog, check_record
 
 _SIZE_MAGIC = struct.Struct(">ii")
 _HEAD = struct.Struct(">iiiiiqqiq")
@@ -101,3 +101,78 @@ def next_record(data: bytes | bytearray | memoryview, pos: int) -> ReplicaRecord
         store_timestamp=store_ts,
         properties=props,
     )
+
+
+# --- commit-log files (FileMessageStore) --------------------------------------------------------
+
+
+def read_raw(commitlog: CommitLog, offset: int, max_bytes: int) -> bytes:
+    """Up to ``max_bytes`` written bytes of ``commitlog`` from ``offset``, within one file."""
+    if max_bytes <= 0 or offset < commitlog.min_offset or offset >= commitlog.max_offset:
+        return b""
+    mf = commitlog.files.find(offset)
+    if mf is None:
+        return b""
+    p = offset - mf.start
+    n = min(mf.wrote - p, max_bytes)
+    return bytes(mf.mm[p : p + n]) if n > 0 else b""
+
+
+def append_raw(commitlog: CommitLog, offset: int, data: bytes) -> None:
+    """Write a master's bytes at ``offset`` = the commit log's end (Java ``appendData``).
+
+    An empty commit log starts at ``offset`` when it is a file boundary; a full last file is
+    followed by a new one. ValueError when the offset or the size does not fit.
+    """
+    files = commitlog.files
+    size = commitlog.file_size
+    if not files.files:
+        if offset % size:
+            raise ValueError(
+                f"replica starts at {offset}, not a multiple of mappedFileSizeCommitLog {size}"
+            )
+        commitlog._last = files.create(offset)
+    end = commitlog.max_offset
+    if offset != end:
+        raise ValueError(f"replica block at {offset}, commit log ends at {end}")
+    mf = commitlog._last
+    assert mf is not None
+    if mf.wrote >= mf.size:
+        mf = files.create(mf.end)
+        commitlog._last = mf
+    if mf.wrote + len(data) > mf.size:
+        raise ValueError(
+            f"replica block of {len(data)} bytes at {offset} crosses the end of a commit-log "
+            f"file (master and slave mappedFileSizeCommitLog differ?)"
+        )
+    pos = mf.wrote
+    mf.mm[pos : pos + len(data)] = data
+    mf.wrote = pos + len(data)
+    mf.dirty = True
+
+
+def dispatchable(commitlog: CommitLog, start: int) -> tuple[list[tuple[int, ReplicaRecord]], int]:
+    """Complete records from ``start`` to the commit log's end: ``([(phys, record)], next)``.
+
+    Blank end-of-file markers are skipped (not returned); ``next`` is where the first incomplete
+    record begins. ValueError for a corrupt record.
+    """
+    out: list[tuple[int, ReplicaRecord]] = []
+    end = commitlog.max_offset
+    pos = start
+    while pos < end:
+        mf = commitlog.files.find(pos)
+        if mf is None:
+            break
+        with memoryview(mf.mm) as whole:
+            view = whole[: mf.wrote]
+            rec = next_record(view, pos - mf.start)
+            view.release()
+        if rec == NEED_MORE:
+            break
+        if isinstance(rec, str):
+            raise ValueError(f"corrupt replicated record at commit-log offset {pos}")
+        if not rec.blank:
+            out.append((pos, rec))
+        pos += rec.size
+    return out, pos

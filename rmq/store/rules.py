@@ -25,6 +25,12 @@ def prepare(msg: BrokerMessage, max_message_size: int) -> PutMessageResult | Non
     """Fill ``properties_str`` if empty and check sizes; a failure result, or None when fine."""
     if not msg.properties_str and msg.properties:
         msg.properties_str = properties_to_string(msg.properties)
+    if (
+        len(msg.topic) <= 42
+        and len(msg.properties_str) <= 10922
+        and len(msg.body) <= max_message_size
+    ):
+        return None  # fast path: even 3-byte UTF-8 characters fit
     if len(msg.topic.encode()) > 127:
         return PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, remark="topic too long")
     if len(msg.properties_str) > 32767 and len(msg.properties_str.encode()) > 32767:
@@ -64,7 +70,8 @@ def dispatch_tags_code(
 
 def index_keys(topic: str, props: dict[str, str]) -> list[str]:
     """Index keys ``topic#key`` for each KEYS entry and for UNIQ_KEY (Java ``buildKey``)."""
-    keys = [f"{topic}#{k}" for k in props.get(KEYS, "").split(KEY_SEPARATOR) if k]
+    raw = props.get(KEYS)
+    keys = [f"{topic}#{k}" for k in raw.split(KEY_SEPARATOR) if k] if raw else []
     uniq = props.get(UNIQ_KEY)
     if uniq:
         keys.append(f"{topic}#{uniq}")
