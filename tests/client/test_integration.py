@@ -483,3 +483,107 @@ class ClientIntegrationTests(TestCase):
             self.assertEqual([n for k, n in seen if k == key], list(range(8)), key)
         self.assertEqual(len(failed_once), 5)
         self.assertEqual(len([q for q in c.assigned_queues() if q.topic == "IT10"]), 4)
+
+    async def test_orderly_poison_message_to_dlq(self) -> None:
+        """An orderly consumer's message that always fails is retried in place
+        ``max_reconsume_times`` times, then lands in %DLQ%<group>; the later messages of the
+        queue are consumed in order and the offset moves past it."""
+        from rmq.client import RECONSUME_LATER
+        from rmq.common.message import RETRY_TOPIC, decode_messages
+
+        cluster = await self.cluster()
+        await self.create_topic(cluster, "IT11", 1)
+        calls: list[tuple[bytes, int]] = []
+
+        def listener(msgs: list[MessageExt]) -> object:
+            m = msgs[0]
+            calls.append((m.body, m.reconsume_times))
+            return RECONSUME_LATER if m.body == b"p-2" else CONSUME_SUCCESS
+
+        c = PushConsumer(
+            "DG",
+            cluster.namesrv_addr,
+            client_ip="127.0.0.1",
+            listener=listener,
+            orderly=True,
+            consume_from_where=ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET,
+            suspend_current_queue_time=0.05,
+            max_reconsume_times=3,
+        )
+        c.subscribe("IT11", "*")
+        p = await self.producer(cluster)
+        sent = [await p.send(new_message("IT11", b"p-%d" % n)) for n in range(5)]
+        await c.start()
+        self.addCleanup(c.shutdown)
+        await wait_for(lambda: len(calls) >= 8)
+        self.assertEqual(
+            calls,
+            [(b"p-0", 0), (b"p-1", 0)]
+            + [(b"p-2", n) for n in range(4)]
+            + [(b"p-3", 0), (b"p-4", 0)],
+        )
+        result = await cluster.store.get_messages("%DLQ%DG", 0, 0, 10)
+        [dead] = decode_messages(b"".join(bytes(m) for m in result.messages))
+        self.assertEqual(dead.body, b"p-2")
+        self.assertEqual(dead.reconsume_times, 3)
+        self.assertEqual(dead.properties[RETRY_TOPIC], "IT11")
+        self.assertEqual(dead.msg_id, sent[2].msg_id)
+        self.assertEqual(cluster.store.get_max_offset_in_queue("%RETRY%DG", 0), 0)
+        [mq] = [q for q in c.assigned_queues() if q.topic == "IT11"]
+        assert c.offset_store is not None
+        await wait_for(lambda: c.offset_store is not None and c.offset_store.current(mq) == 5)
+        await c.persist_offsets()
+        await wait_for(lambda: cluster.broker.offsets.query_offset("DG", "IT11", 0) == 5)
+
+    async def test_reset_offset_by_time_reconsumes(self) -> None:
+        """rmq-admin's resetOffsetByTime (INVOKE_BROKER_TO_RESET_OFFSET) makes a running
+        PushConsumer consume again every message stored at or after the given time."""
+        from rmq.admin.api import MQAdmin
+
+        cluster = await self.cluster()
+        await self.create_topic(cluster, "IT12", 2)
+        got: list[MessageExt] = []
+        c = self.push(cluster, got, group="RSG")
+        c.subscribe("IT12", "*")
+        await c.start()
+        self.addCleanup(c.shutdown)
+        p = await self.producer(cluster)
+        for n in range(6):
+            await p.send(new_message("IT12", b"r-%d" % n))
+        await wait_for(lambda: len(got) >= 6)
+        store = cluster.store
+        maxes = {q: store.get_max_offset_in_queue("IT12", q) for q in range(2)}
+        self.assertEqual(sum(maxes.values()), 6)
+        await wait_for(
+            lambda: all(
+                cluster.broker.offsets.query_offset("RSG", "IT12", q) == maxes[q] for q in range(2)
+            )
+        )
+        first_round = list(got)
+        pivot = sorted(first_round, key=lambda m: (m.store_timestamp, m.body))[3]
+        expected = sorted(m.body for m in first_round if m.store_timestamp >= pivot.store_timestamp)
+        admin = MQAdmin(
+            RemotingClient(self.reactor, tcp_endpoint_factory(self.reactor)),
+            self.reactor,
+            [cluster.namesrv_addr],
+        )
+        self.addCleanup(admin.close)
+        table = await admin.reset_offset_by_time(
+            cluster.broker_addr, "IT12", "RSG", pivot.store_timestamp, True
+        )
+        want = {}
+        for q in range(2):
+            queue_msgs = [m for m in first_round if m.queue_id == q]
+            later = [
+                m.queue_offset for m in queue_msgs if m.store_timestamp >= pivot.store_timestamp
+            ]
+            want[q] = min(later) if later else maxes[q]
+        self.assertEqual({k.queue_id: v for k, v in table.items()}, want)
+        await wait_for(lambda: len(got) >= 6 + len(expected))
+        self.assertEqual(sorted(m.body for m in got[6:]), expected)
+        self.assertEqual(len(got), 6 + len(expected))
+        await wait_for(
+            lambda: all(
+                cluster.broker.offsets.query_offset("RSG", "IT12", q) == maxes[q] for q in range(2)
+            )
+        )
