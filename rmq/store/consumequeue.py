@@ -39,9 +39,16 @@ class ConsumeQueue:
             return
         end = fs[0].start
         for mf in fs:
-            data = mf.mm[:].rstrip(b"\0")
-            n = -(-len(data) // UNIT_SIZE)  # ceil
-            pos = n * UNIT_SIZE
+            # Units are written in order: binary-search the first empty unit, then step back
+            # over torn ones (a valid unit has offset >= 0 and size > 0).
+            lo, hi = 0, mf.size // UNIT_SIZE
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if UNIT.unpack_from(mf.mm, mid * UNIT_SIZE)[1] != 0:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            pos = lo * UNIT_SIZE
             while pos > 0:
                 off, size, _ = UNIT.unpack_from(mf.mm, pos - UNIT_SIZE)
                 if off >= 0 and size > 0:

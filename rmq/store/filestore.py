@@ -18,6 +18,7 @@ import os
 import shutil
 import struct
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -34,6 +35,7 @@ from zope.interface import implementer
 from rmq.common.asyncutil import log_failure
 from rmq.common.message import (
     KEYS,
+    MESSAGE_MAGIC_CODE,
     TAGS,
     UNIQ_KEY,
     WAIT,
@@ -62,7 +64,6 @@ from rmq.store.rules import (
     MAX_FILTER_UNITS,
     SCHEDULE_TOPIC,
     dispatch_tags_code,
-    goes_to_consume_queue,
     index_keys,
     key_matches,
     offset_status,
@@ -74,6 +75,7 @@ _I64 = struct.Struct(">q")
 _I32 = struct.Struct(">i")
 _I16 = struct.Struct(">h")
 _HEAD = struct.Struct(">iiiiiqqiq")
+_FIXED_V4 = struct.Struct(">iiiiiqqiq8sq8siqi")  # record head with IPv4 hosts, to body length
 
 RunBlocking = Callable[..., "Deferred[Any]"]
 # (phys, size, topic, queue_id, queue_offset or -1, tags_code, store_ts, index keys)
@@ -873,49 +875,105 @@ class FileMessageStore:
         end = files[start].start
         topics: dict[bytes, str] = {}
         cqs = self._cqs
+        fix = _FIXED_V4
+        fix_unpack = fix.unpack_from
+        crc32 = zlib.crc32
+        magic_ok = MESSAGE_MAGIC_CODE
         for mf in files[start:]:
             pos = 0
             limit = mf.size
             stop = False
+            base = mf.start
             with memoryview(mf.mm) as mv:
                 while True:
-                    size = check_record(mv, pos, limit, check_crc)
-                    if size == 0:  # blank: go to the next file
-                        end = mf.end
-                        break
-                    if size < 0:
-                        stop = True
-                        break
-                    phys = mf.start + pos
+                    # Fast path: IPv4 hosts, checked inline (same rules as check_record).
+                    if pos + 91 <= limit:
+                        (
+                            size,
+                            magic,
+                            crc,
+                            qid,
+                            _f,
+                            qoff,
+                            _ph,
+                            sys_flag,
+                            _bt,
+                            _bh,
+                            store_ts,
+                            _sh,
+                            _rc,
+                            _pt,
+                            blen,
+                        ) = fix_unpack(mv, pos)
+                    else:
+                        magic = 0
+                    if magic == magic_ok and not sys_flag & 0x30:
+                        rec_end = pos + size
+                        p = pos + 88 + blen
+                        if (
+                            size < 91
+                            or rec_end > limit
+                            or blen < 0
+                            or p + 3 > rec_end
+                            or (check_crc and crc32(mv[pos + 88 : p]) & 0x7FFFFFFF != crc)
+                        ):
+                            stop = True
+                            break
+                        tlen = mv[p]
+                        q = p + 1 + tlen
+                        if q + 2 > rec_end:
+                            stop = True
+                            break
+                        plen = (mv[q] << 8) | mv[q + 1]
+                        if (
+                            q + 2 + plen != rec_end
+                            or tlen > 127
+                            or (mv[rec_end - 1] == 0 if plen else (tlen and mv[q - 1] == 0))
+                        ):
+                            stop = True
+                            break
+                    else:
+                        size = check_record(mv, pos, limit, check_crc)
+                        if size == 0:  # blank: go to the next file
+                            end = mf.end
+                            break
+                        if size < 0:
+                            stop = True
+                            break
+                        (_, _, _, qid, _, qoff, _, sys_flag, _) = _HEAD.unpack_from(mv, pos)
+                        born = 20 if sys_flag & 0x10 else 8
+                        (store_ts,) = _I64.unpack_from(mv, pos + 48 + born)
+                        p = pos + 64 + born + (20 if sys_flag & 0x20 else 8)
+                        (blen,) = _I32.unpack_from(mv, p)
+                        p += 4 + blen
+                        tlen = mv[p]
+                        q = p + 1 + tlen
+                        plen = (mv[q] << 8) | mv[q + 1]
+                    phys = base + pos
                     self._last_record = phys
-                    (_, _, _, qid, _, qoff, _, sys_flag, _) = _HEAD.unpack_from(mv, pos)
-                    p = pos + 84 + (12 if sys_flag & 0x10 else 0) + (12 if sys_flag & 0x20 else 0)
-                    (blen,) = _I32.unpack_from(mv, p)
-                    p += 4 + blen
-                    tlen = mv[p]
-                    traw = bytes(mv[p + 1 : p + 1 + tlen])
+                    traw = mv[p + 1 : q].tobytes()
                     topic = topics.get(traw)
                     if topic is None:
                         topic = topics[traw] = traw.decode("utf-8", "replace")
-                    in_cq = goes_to_consume_queue(sys_flag)
-                    cq = cqs.get((topic, qid)) if in_cq else None
-                    need_cq = in_cq and (cq is None or qoff >= cq.max_offset)
+                    in_cq = not sys_flag & 0x4
+                    need_cq = False
+                    if in_cq:
+                        cq = cqs.get((topic, qid))
+                        need_cq = cq is None or qoff >= cq.max_offset
                     need_index = index_on and phys > index_end
                     if need_cq or need_index:
-                        p += 1 + tlen
-                        (plen,) = _I16.unpack_from(mv, p)
-                        props = string_to_properties(str(mv[p + 2 : p + 2 + plen], "utf-8"))
-                        born = 20 if sys_flag & 0x10 else 8
-                        (store_ts,) = _I64.unpack_from(mv, pos + 48 + born)
+                        props = string_to_properties(str(mv[q + 2 : q + 2 + plen], "utf-8"))
                         tags = dispatch_tags_code(
                             topic, tags_hash(props.get(TAGS)), props, store_ts, self._delays
                         )
                         if need_cq:
                             self._cq(topic, qid).put(qoff, phys, size, tags)
                         if need_index and (sys_flag & 0xC) != 0xC:
-                            self.index.put_keys(index_keys(topic, props), phys, store_ts, store_ts)
+                            keys = index_keys(topic, props)
+                            if keys:
+                                self.index.put_keys(keys, phys, store_ts, store_ts)
                     pos += size
-                    end = mf.start + pos
+                    end = base + pos
             if stop:
                 break
         return end
