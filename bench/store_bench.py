@@ -67,8 +67,10 @@ def open_store(root: str, flush: str) -> FileMessageStore:
     return FileMessageStore(cfg, reactor, reactor=reactor)
 
 
-def crash_close(store: FileMessageStore) -> None:
+async def crash_close(store: FileMessageStore) -> None:
     """Close like kill -9 (no flush, abort stays) and zero the checkpoint."""
+    while store._inflight or store._flushing:  # let background fsyncs finish first
+        await deferLater(reactor, 0.01, lambda: None)
     store.running = False
     for loop in store._loops:
         if loop.running:
@@ -83,6 +85,27 @@ def crash_close(store: FileMessageStore) -> None:
         os.close(store._lock_fd)
     with open(os.path.join(store.root, "checkpoint"), "wb") as f:
         f.write(bytes(4096))
+
+
+async def sync_puts(store: FileMessageStore, msgs: list[BrokerMessage], outstanding: int) -> None:
+    """Keep ``outstanding`` puts in flight until every message is acknowledged."""
+    done: Deferred[None] = Deferred()
+    state = {"next": 0, "acked": 0}
+
+    def one(result: Any = None) -> None:
+        if result is not None:
+            state["acked"] += 1
+            if state["acked"] == len(msgs):
+                done.callback(None)
+                return
+        i = state["next"]
+        if i < len(msgs):
+            state["next"] = i + 1
+            store.put_message(msgs[i]).addCallback(one)
+
+    for _ in range(outstanding):
+        one()
+    await done
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -123,7 +146,7 @@ async def bench(args: argparse.Namespace) -> None:
     await store.flush()
 
     # recovery
-    crash_close(store)
+    await crash_close(store)
     for label, wipe in (("queues+index intact", False), ("queues+index rebuilt", True)):
         if wipe:
             shutil.rmtree(os.path.join(root, "consumequeue"))
@@ -137,7 +160,7 @@ async def bench(args: argparse.Namespace) -> None:
         n = sum(store.get_max_offset_in_queue("BenchTopic", q) for q in range(QUEUES))
         assert n == args.count, n
         print(f"crash recovery ({label}): {size / dt / 1e6:,.0f} MB/s ({size / 1e6:,.0f} MB)")
-        crash_close(store)
+        await crash_close(store)
     shutil.rmtree(root)
 
     # SYNC puts
@@ -145,25 +168,9 @@ async def bench(args: argparse.Namespace) -> None:
         root = os.path.join(base, f"sync{outstanding}")
         store = open_store(root, SYNC_FLUSH)
         await store.start()
-        done: Deferred[None] = Deferred()
-        state = {"next": 0, "acked": 0}
         limit = min(len(msgs), args.sync_count * (1 if outstanding == 1 else 8))
         t = time.perf_counter()
-
-        def one(_: Any = None) -> None:
-            if _ is not None:
-                state["acked"] += 1
-                if state["acked"] == limit:
-                    done.callback(None)
-                    return
-            i = state["next"]
-            if i < limit:
-                state["next"] = i + 1
-                store.put_message(msgs[i]).addCallback(one)
-
-        for _ in range(outstanding):
-            one()
-        await done
+        await sync_puts(store, msgs[:limit], outstanding)
         dt = time.perf_counter() - t
         print(f"SYNC_FLUSH put, {outstanding} outstanding: {limit / dt:,.0f} msgs/s")
         await store.stop()

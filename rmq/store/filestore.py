@@ -146,6 +146,7 @@ class FileMessageStore:
         self._waiters: deque[_Waiter] = deque()
         self._timeout_call: IDelayedCall | None = None
         self._flushing = False
+        self._answering = False
         self._flushed = 0
         self._idle: list[Deferred[None]] = []
         self._inflight = 0
@@ -475,7 +476,7 @@ class FileMessageStore:
 
     def _group_commit(self) -> None:
         """Start an fsync of everything appended so far unless one is running."""
-        if self._flushing:
+        if self._flushing or self._answering:
             return
         target = self.commitlog.max_offset
         if target <= self._flushed and not self._waiters and not self._pending:
@@ -494,7 +495,12 @@ class FileMessageStore:
         pending = self._pending
         while pending and pending[0][1] <= target:
             self._dispatch(pending.popleft()[0])
-        self._answer_waiters(target)
+        # Puts made by the callbacks below join the next fsync, started once they all ran.
+        self._answering = True
+        try:
+            self._answer_waiters(target)
+        finally:
+            self._answering = False
         self._maybe_idle()
         if self.running and (self._waiters or pending):
             self._group_commit()
