@@ -55,15 +55,18 @@ from rmq.store.interfaces import (
     GetMessageResult,
     GetMessageStatus,
     IMessageStore,
+    IReplicaStore,
     PutMessageResult,
     PutMessageStatus,
     QueryMessageResult,
 )
 from rmq.store.mappedfile import MappedFile, fdatasync_all, populate_write
+from rmq.store.replica import append_raw, dispatchable, read_raw
 from rmq.store.rules import (
     MAX_FILTER_UNITS,
     SCHEDULE_TOPIC,
     dispatch_tags_code,
+    goes_to_consume_queue,
     index_keys,
     key_matches,
     offset_status,
@@ -100,7 +103,7 @@ class _Waiter:
         self.deadline = deadline
 
 
-@implementer(IMessageStore)
+@implementer(IMessageStore, IReplicaStore)
 class FileMessageStore:
     """The commit-log store.
 
@@ -161,6 +164,7 @@ class FileMessageStore:
         self._loops: list[LoopingCall] = []
         self._lock_fd: int | None = None
         self._last_record = -1
+        self._replica_next = 0
         self.running = False
         self.recovered_abnormally = False
 
@@ -802,6 +806,52 @@ class FileMessageStore:
             out.setdefault(topic, []).append(qid)
         return out
 
+    # --- replication (IReplicaStore) ---------------------------------------------------------
+
+    def commit_log_file_size(self) -> int:
+        """``mappedFileSizeCommitLog``."""
+        return self.config.mapped_file_size_commit_log
+
+    def read_commit_log(self, offset: int, max_bytes: int) -> bytes:
+        """Raw appended bytes from ``offset`` within its file (Java ``CommitLog.getData``)."""
+        return read_raw(self.commitlog, offset, max_bytes)
+
+    def append_replica(self, offset: int, data: bytes) -> None:
+        """Append a master's bytes at the end and dispatch every record now complete."""
+        if not self.commitlog.files.files:
+            self._replica_next = offset
+        append_raw(self.commitlog, offset, data)
+        records, nxt = dispatchable(self.commitlog, self._replica_next)
+        for phys, rec in records:
+            in_cq = goes_to_consume_queue(rec.sys_flag)
+            props = rec.properties
+            ts = rec.store_timestamp
+            tags = dispatch_tags_code(rec.topic, rec.tags_code, props, ts, self._delays)
+            if in_cq:
+                key = (rec.topic, rec.queue_id)
+                self._next_qoff[key] = max(self._next_qoff.get(key, 0), rec.queue_offset + 1)
+            keys = (
+                index_keys(rec.topic, props)
+                if self._index_on and (rec.sys_flag & 0xC) != 0xC
+                else None
+            )
+            self._dispatch_record(
+                phys,
+                rec.size,
+                rec.topic,
+                rec.queue_id,
+                rec.queue_offset if in_cq else -1,
+                tags,
+                ts,
+                keys,
+            )
+            self._last_ts = max(self._last_ts, ts)
+            self._last_appended_ts = ts
+        self._replica_next = nxt
+        self._flushed = max(self._flushed, nxt) if not self._sync else self._flushed
+        if self._sync:
+            self._group_commit()
+
     # --- recovery -----------------------------------------------------------------------------
 
     def _load_consume_queues(self) -> None:
@@ -864,6 +914,7 @@ class FileMessageStore:
             cq.correct_min_offset(cl.min_offset)
         self._next_qoff = {k: cq.max_offset for k, cq in self._cqs.items()}
         self._flushed = end
+        self._replica_next = end
         last_ts = cl.store_ts_at(self._last_record) if self._last_record >= 0 else 0
         self._last_ts = max(last_ts, 0)
         self._last_appended_ts = self._flushed_ts = self._last_ts
