@@ -34,7 +34,7 @@ async def loop(cycles: int, outstanding: int, seed: int) -> int:
         total, bad = verify(root, acked)
         total_acked += len(acked)
         print(f"cycle {cycle}: from {start}, {len(acked)} acked, {total} stored, lost {len(bad)}")
-        if bad or [e for e in errors if "MISMATCH" in e or "ERROR" in e]:
+        if bad or any("MISMATCH" in e or "ERROR" in e for e in errors):
             print(f"FAILED: lost {bad[:20]} errors {errors[:5]} (store kept in {root})")
             return 1
     print(
@@ -53,9 +53,13 @@ def main() -> None:
     args = p.parse_args()
     status: list[int] = []
 
+    def finished(result: object) -> None:
+        status.append(result if isinstance(result, int) else 2)
+        reactor.stop()
+
     def run() -> None:
         d = Deferred.fromCoroutine(loop(args.cycles, args.outstanding, args.seed))
-        d.addBoth(lambda r: (status.append(r if isinstance(r, int) else 2), reactor.stop()))
+        d.addBoth(finished)
 
     reactor.callWhenRunning(run)
     reactor.run()

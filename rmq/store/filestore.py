@@ -619,9 +619,9 @@ class FileMessageStore:
             self._flushing = False
             raise
         self._commit_done(None, target, ts)
-        d = self._cq_flush_tick()
-        if d is not None:
-            await d
+        cq_flush = self._cq_flush_tick()
+        if cq_flush is not None:
+            await cq_flush
         return target
 
     # --- reads --------------------------------------------------------------------------------

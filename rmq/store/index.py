@@ -103,7 +103,7 @@ class IndexFile:
 
     def time_matched(self, begin: int, end: int) -> bool:
         """Java ``isTimeMatched``: the file's time span overlaps [begin, end]."""
-        return (
+        return bool(
             (begin < self.begin_ts and end > self.end_ts)
             or (self.begin_ts <= begin <= self.end_ts)
             or (self.begin_ts <= end <= self.end_ts)

@@ -65,7 +65,7 @@ class HeldRunner:
 
 def small_config(root: str, **kw: Any) -> MessageStoreConfig:
     """A config with small files so tests roll files."""
-    base = {
+    base: dict[str, Any] = {
         "store_path_root_dir": root,
         "mapped_file_size_commit_log": 64 * 1024,
         "mapped_file_size_consume_queue": 20 * 50,
