@@ -848,7 +848,7 @@ class FileMessageStore:
             self._last_ts = max(self._last_ts, ts)
             self._last_appended_ts = ts
         self._replica_next = nxt
-        self._flushed = max(self._flushed, nxt) if not self._sync else self._flushed
+        # ASYNC_FLUSH: the flush tick fsyncs the replicated bytes (they are dirty, not flushed).
         if self._sync:
             self._group_commit()
 
