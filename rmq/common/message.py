@@ -556,6 +556,8 @@ def decode_message(
     (_, _, crc, qid, flag, qoff, phys, sys_flag, born_ts) = _HEAD.unpack_from(mv, pos)
     p = pos + _HEAD.size
     hlen = 20 if sys_flag & MessageSysFlag.BORNHOST_V6_FLAG else 8
+    if size < record_size(0, 0, 0, sys_flag):
+        raise RecordError(f"record size {size} too small for its host fields at {pos}")
     born_host = decode_host(mv[p : p + hlen])
     p += hlen
     (store_ts,) = _I64.unpack_from(mv, p)
@@ -574,7 +576,7 @@ def decode_message(
     p += blen
     tlen = mv[p]
     p += 1
-    topic = str(mv[p : p + tlen], "utf-8")
+    topic = str(mv[p : p + tlen], "utf-8", "replace")
     p += tlen
     if p + 2 > pos + size:
         raise RecordError(f"bad topic length at {pos}")
@@ -582,11 +584,14 @@ def decode_message(
     p += 2
     if plen < 0 or p + plen != pos + size:
         raise RecordError(f"record size {size} does not match its fields at {pos}")
-    props = string_to_properties(str(mv[p : p + plen], "utf-8")) if plen else {}
+    props = string_to_properties(str(mv[p : p + plen], "utf-8", "replace")) if plen else {}
     if check_crc and zlib.crc32(body) & 0x7FFFFFFF != crc:
         raise RecordError(f"body CRC mismatch at {pos}")
     if decompress:
-        body = inflate_body(body, sys_flag)
+        try:
+            body = inflate_body(body, sys_flag)
+        except zlib.error as e:
+            raise RecordError(f"compressed body does not inflate at {pos}: {e}") from e
     offset_id = (store_raw + _I64.pack(phys)).hex().upper()
     return MessageExt(
         topic=topic,
@@ -674,7 +679,7 @@ def decode_batch(body: bytes | memoryview, topic: str = "") -> list[Message]:
         p += 2
         if plen < 0 or p + plen != pos + size:
             raise ValueError(f"batch entry size mismatch at {pos}")
-        props = string_to_properties(str(mv[p : p + plen], "utf-8"))
+        props = string_to_properties(str(mv[p : p + plen], "utf-8", "replace"))
         out.append(Message(topic=topic, body=data, flag=flag, properties=props))
         pos += size
     return out

@@ -25,13 +25,13 @@ def prepare(msg: BrokerMessage, max_message_size: int) -> PutMessageResult | Non
     """Fill ``properties_str`` if empty and check sizes; a failure result, or None when fine."""
     if not msg.properties_str and msg.properties:
         msg.properties_str = properties_to_string(msg.properties)
-    if (
-        len(msg.topic) <= 42
-        and len(msg.properties_str) <= 10922
-        and len(msg.body) <= max_message_size
-    ):
+    topic = msg.topic
+    if not topic or "/" in topic or "\0" in topic or topic in (".", ".."):
+        # the topic names a consume-queue directory
+        return PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, remark=f"bad topic {topic!r}")
+    if len(topic) <= 42 and len(msg.properties_str) <= 10922 and len(msg.body) <= max_message_size:
         return None  # fast path: even 3-byte UTF-8 characters fit
-    if len(msg.topic.encode()) > 127:
+    if len(topic.encode()) > 127:
         return PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, remark="topic too long")
     if len(msg.properties_str) > 32767 and len(msg.properties_str.encode()) > 32767:
         return PutMessageResult(

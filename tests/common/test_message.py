@@ -127,6 +127,30 @@ class StoredRecordVectorTests(SynchronousTestCase):
         self.assertRaises(m.RecordError, m.decode_message, bytes(data))
 
 
+class FuzzTests(SynchronousTestCase):
+    """Garbage never escapes as anything but RecordError/ValueError."""
+
+    @given(st.binary(max_size=400), st.integers(min_value=0, max_value=300))
+    def test_decode_garbage(self, noise: bytes, cut: int) -> None:
+        """Random bytes, and a real record with random bytes spliced in, decode or raise
+        RecordError."""
+        base = bytearray(_hex(COMMITLOG)[:226])
+        base[cut % 226 : cut % 226 + len(noise)] = noise
+        for data in (noise, bytes(base)):
+            try:
+                m.decode_messages(data, check_crc=True)
+            except m.RecordError:
+                pass
+
+    @given(st.binary(max_size=300))
+    def test_decode_batch_garbage(self, noise: bytes) -> None:
+        """Random batch bodies decode or raise ValueError."""
+        try:
+            m.decode_batch(noise, "T")
+        except ValueError:
+            pass
+
+
 class PropertiesTests(SynchronousTestCase):
     """Property string codec."""
 

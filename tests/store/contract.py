@@ -278,9 +278,12 @@ class IMessageStoreContract:
         self.tc.assertEqual(g.tags_codes, [int(T0 * 1000) + 5000])
 
     def test_illegal_messages(self) -> None:
-        """Over-long topics, properties and bodies are refused with their own statuses."""
+        """Bad or over-long topics, properties and bodies are refused with their own statuses."""
         r = self.put(make_msg(topic="t" * 128))
         self.tc.assertEqual(r.status, PutMessageStatus.MESSAGE_ILLEGAL)
+        for bad in ("../x", "a/b", "..", ""):
+            r = self.put(make_msg(topic=bad))
+            self.tc.assertEqual(r.status, PutMessageStatus.MESSAGE_ILLEGAL, bad)
         r = self.put(make_msg(props={"big": "x" * 40000}))
         self.tc.assertEqual(r.status, PutMessageStatus.PROPERTIES_SIZE_EXCEEDED)
         r = self.put(make_msg(body=b"x" * (4 * 1024 * 1024 + 1)))
