@@ -23,6 +23,7 @@ from rmq.namesrv.service import build_namesrv_service
 from rmq.remoting.client import RemotingClient, tcp_endpoint_factory
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request
+from rmq.store.filestore import FileMessageStore
 from rmq.store.interfaces import IMessageStore
 from rmq.store.memory import MemoryMessageStore
 
@@ -87,6 +88,7 @@ class ReplicationTests(TestCase):
         namesrv: str,
         role: str,
         store: IMessageStore | None = None,
+        file_store: bool = False,
         **props: str,
     ) -> BrokerService:
         properties = {
@@ -100,6 +102,8 @@ class ReplicationTests(TestCase):
             **props,
         }
         config, store_config = configs_from_properties(properties, "test")
+        if store is None and file_store:
+            store = FileMessageStore(store_config, reactor, reactor=reactor)
         if store is None:
             store = MemoryMessageStore(reactor, store_config)
         service = build_broker_service(
@@ -199,4 +203,33 @@ class ReplicationTests(TestCase):
         self.assertEqual(
             [m.body for m in decode_messages(got.body())],
             [b"a0", b"a1", b"a2", b"a3", b"a4", b"while-down", b"after"],
+        )
+
+    async def test_file_stores_replicate_across_slave_restart(self) -> None:
+        """File-store brokers: SYNC sends replicate; a restarted slave reopens its files and
+        resumes at its recovered max offset."""
+        namesrv = await self._namesrv()
+        master = await self._broker(namesrv, "SYNC_MASTER", file_store=True)
+        slave_root = os.path.abspath(self.mktemp())
+        slave = await self._broker(namesrv, "SLAVE", file_store=True, storePathRootDir=slave_root)
+        await _until(lambda: bool(master.broker.ha.connections))
+        client = self._client()
+        addr = master.broker.identity.broker_addr
+        for i in range(10):
+            sent = await client.invoke(addr, _send("F", b"f%d" % i, i % 2), 5)
+            self.assertEqual(sent.code, ResponseCode.SUCCESS, sent.remark)
+        before = slave.broker.store.get_max_phy_offset()
+        self.assertEqual(before, master.broker.store.get_max_phy_offset())
+        await slave.stopService()
+        await _until(lambda: not master.broker.ha.connections)
+        slave = await self._broker(namesrv, "SLAVE", file_store=True, storePathRootDir=slave_root)
+        self.assertEqual(slave.broker.store.get_max_phy_offset(), before)
+        await _until(lambda: bool(master.broker.ha.connections))
+        self.assertEqual(master.broker.ha.connections[0].slave_request_offset, before)
+        sent = await client.invoke(addr, _send("F", b"after", 0), 5)
+        self.assertEqual(sent.code, ResponseCode.SUCCESS)
+        got = await slave.broker.store.get_messages("F", 0, 0, 100)
+        self.assertEqual(
+            [m.body for m in decode_messages(got.body())],
+            [b"f0", b"f2", b"f4", b"f6", b"f8", b"after"],
         )
