@@ -189,6 +189,29 @@ class SendResult:
     region_id: str | None = None
 
 
+_SEND_STATUS: dict[int, SendStatus] = {int(s.value): s for s in SendStatus}
+
+
+def _send_result(resp: RemotingCommand, addr: str, mq: MessageQueue, msg_id: str) -> SendResult:
+    """The SendResult of a send response; MQBrokerError for a code that is not a SendStatus."""
+    status = _SEND_STATUS.get(resp.code)
+    if status is None:
+        raise MQBrokerError(resp.code, resp.remark or "", addr)
+    ext = resp.ext_fields
+    qid = ext.get("queueId")
+    if qid is not None and int(qid) != mq.queue_id:
+        mq = MessageQueue(mq.topic, mq.broker_name, int(qid))
+    return SendResult(
+        status=status,
+        msg_id=msg_id,
+        offset_msg_id=ext.get("msgId", ""),
+        message_queue=mq,
+        queue_offset=int(ext.get("queueOffset", -1)),
+        transaction_id=ext.get("transactionId"),
+        region_id=ext.get("MSG_REGION"),
+    )
+
+
 class PullStatus(enum.Enum):
     """Outcome of a pull (Java ``PullStatus``)."""
 
@@ -291,6 +314,31 @@ class MQClientAPI:
         check(resp, "namesrv")
         return TopicRoute.from_json(resp.body)
 
+    def send_message(
+        self,
+        addr: str,
+        mq: MessageQueue,
+        header: dict[str, str],
+        body: bytes,
+        *,
+        batch: bool,
+        timeout: float,
+        msg_id: str = "",
+    ) -> Deferred[SendResult]:
+        """SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE with a V2 header (one-letter keys), as a plain
+        Deferred (the per-message hot path: no coroutine).
+
+        ``header`` values must already be wire strings (the per-message hot path skips the
+        generic conversion); ``msg_id`` is copied into the result. Fails with MQBrokerError for
+        a response code that is not a SendStatus, or the remoting error.
+        """
+        code = RequestCode.SEND_BATCH_MESSAGE if batch else RequestCode.SEND_MESSAGE_V2
+        cmd = RemotingCommand(
+            code=code, opaque=next_opaque(), ext_fields=header, body=body, ext_fields_present=True
+        )
+        d = self.remoting.invoke(addr, cmd, timeout)
+        return d.addCallback(_send_result, addr, mq, msg_id)
+
     async def send(
         self,
         addr: str,
@@ -302,31 +350,9 @@ class MQClientAPI:
         timeout: float,
         msg_id: str = "",
     ) -> SendResult:
-        """SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE with a V2 header (one-letter keys).
-
-        ``header`` values must already be wire strings (the per-message hot path skips the
-        generic conversion); ``msg_id`` is copied into the result.
-        """
-        code = RequestCode.SEND_BATCH_MESSAGE if batch else RequestCode.SEND_MESSAGE_V2
-        cmd = RemotingCommand(
-            code=code, opaque=next_opaque(), ext_fields=header, body=body, ext_fields_present=True
-        )
-        resp = await self.remoting.invoke(addr, cmd, timeout)
-        try:
-            status = SendStatus(resp.code)
-        except ValueError:
-            raise MQBrokerError(resp.code, resp.remark or "", addr) from None
-        ext = resp.ext_fields
-        return SendResult(
-            status=status,
-            msg_id=msg_id,
-            offset_msg_id=ext.get("msgId", ""),
-            message_queue=MessageQueue(
-                mq.topic, mq.broker_name, int(ext.get("queueId", mq.queue_id))
-            ),
-            queue_offset=int(ext.get("queueOffset", -1)),
-            transaction_id=ext.get("transactionId"),
-            region_id=ext.get("MSG_REGION"),
+        """:meth:`send_message` for coroutines."""
+        return await self.send_message(
+            addr, mq, header, body, batch=batch, timeout=timeout, msg_id=msg_id
         )
 
     async def send_oneway(self, addr: str, header: dict[str, str], body: bytes) -> None:

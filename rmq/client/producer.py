@@ -11,15 +11,17 @@ import re
 import socket
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from rmq.client.api import (
     DEFAULT_TOPIC,
     SendResult,
+    SendStatus,
     TopicRoute,
 )
 from rmq.client.config import ClientConfig
@@ -49,6 +51,8 @@ from rmq.common.message import (
     properties_to_string,
 )
 from rmq.remoting.codes import ResponseCode
+
+_T = TypeVar("_T")
 
 MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 COMPRESS_OVER = 4 * 1024
@@ -218,6 +222,7 @@ class Producer:
         self._publish: dict[str, TopicPublishInfo] = {}
         self._instance: MQClientInstance | None = None
         self._ids: UniqueIdGenerator | None = None
+        self._checked_topics: set[str] = set()
         self.transaction_check_hook: Any = None
 
     @classmethod
@@ -351,7 +356,134 @@ class Producer:
         failover to another queue) or a fixed :class:`MessageQueue`. Fails with MQClientError
         (bad message, no route), MQBrokerError (refused) or a RemotingError after all attempts.
         """
+        if selector is None and isinstance(msg, Message):
+            fast = self._send_fast(msg, timeout or self.send_timeout)
+            if fast is not None:
+                return fast
         return Deferred.fromCoroutine(self._send(msg, selector, arg, timeout))
+
+    def _send_fast(self, msg: Message, timeout: float) -> Deferred[SendResult] | None:
+        """The first attempt of a plain send as Deferred callbacks, without a coroutine (the
+        common case: route cached, limiter free). None when the general path must run; a
+        failed first attempt continues in :meth:`_send_rest` like the general retry loop."""
+        inst = self._instance
+        info = self._publish.get(msg.topic)
+        if inst is None or info is None or not info.queues:
+            return None
+        try:
+            body, sys_flag = self._prepare(msg)
+        except MQClientError as e:
+            return fail(e)
+        size = len(body)
+        if not self.limiter.try_acquire(size):
+            return None
+        mq = info.next_queue(self.lft, None)
+        addr = inst.master_addr(mq.broker_name)
+        if addr is None:
+            self.limiter.release(size)
+            return None
+        begin = self.clock.seconds()
+        d = inst.api.send_message(
+            addr,
+            mq,
+            self._header(msg, mq, sys_flag),
+            body,
+            batch=False,
+            timeout=timeout,
+            msg_id=msg.properties.get(UNIQ_KEY, ""),
+        )
+        args = (msg, body, sys_flag, timeout, begin, mq)
+        d.addCallbacks(self._fast_done, self._fast_failed, callbackArgs=args, errbackArgs=args)
+        return d.addBoth(self._release, size)
+
+    def _release(self, result: _T, size: int) -> _T:
+        self.limiter.release(size)
+        return result
+
+    def _fast_done(
+        self,
+        result: SendResult,
+        msg: Message,
+        body: bytes,
+        sys_flag: int,
+        timeout: float,
+        begin: float,
+        mq: MessageQueue,
+    ) -> SendResult | Deferred[SendResult]:
+        if self.lft is not None:
+            self.lft.update(mq.broker_name, (self.clock.seconds() - begin) * 1000, False)
+        if (
+            result.status is not SendStatus.SEND_OK
+            and self.retry_another_broker_when_not_store_ok
+            and self.retry_times > 0
+        ):
+            return Deferred.fromCoroutine(
+                self._send_rest(msg, body, sys_flag, timeout, begin, mq, None, False)
+            )
+        return result
+
+    def _fast_failed(
+        self,
+        failure: Failure,
+        msg: Message,
+        body: bytes,
+        sys_flag: int,
+        timeout: float,
+        begin: float,
+        mq: MessageQueue,
+    ) -> Failure | Deferred[SendResult]:
+        e = failure.value
+        if isinstance(e, (RemotingError, MQBrokerError)):
+            if self.lft is not None:
+                self.lft.update(mq.broker_name, (self.clock.seconds() - begin) * 1000, True)
+            if isinstance(e, MQBrokerError) and e.code not in RETRY_CODES:
+                return failure
+            self.log.warn(
+                "Send to {broker} failed (attempt {n}): {e}", broker=mq.broker_name, n=1, e=e
+            )
+            refresh = True
+        elif isinstance(e, MQClientError):
+            refresh = False
+        else:
+            return failure
+        if self.retry_times <= 0:
+            return failure
+        return Deferred.fromCoroutine(
+            self._send_rest(msg, body, sys_flag, timeout, begin, mq, e, refresh)
+        )
+
+    async def _send_rest(
+        self,
+        msg: Message,
+        body: bytes,
+        sys_flag: int,
+        timeout: float,
+        begin: float,
+        mq: MessageQueue,
+        error: Exception | None,
+        refresh: bool,
+    ) -> SendResult:
+        """Attempts 2… of a send whose first attempt ran in :meth:`_send_fast`."""
+        info = self._publish.get(msg.topic)
+        if info is None or not info.queues:
+            info = await self._publish_info(msg.topic)
+        if refresh:
+            info = await self._refresh_after_error(msg.topic, info)
+        return await self._send_with_retries(
+            msg,
+            body,
+            sys_flag,
+            False,
+            None,
+            None,
+            timeout,
+            None,
+            first=1,
+            begin=begin,
+            last_broker=mq.broker_name,
+            last_error=error,
+            info=info,
+        )
 
     @deferred_api
     async def send_oneway(self, msg: Message) -> None:
@@ -415,9 +547,24 @@ class Producer:
         return self._ids.next_id()
 
     def _prepare(self, msg: Message) -> tuple[bytes, int]:
-        check_message(msg, self.max_message_size)
-        msg.properties.setdefault(UNIQ_KEY, self._next_id())
-        body, sys_flag = msg.body, 0
+        """Check ``msg`` (topic rules once per topic), give it a UNIQ_KEY, compress the body."""
+        topic = msg.topic
+        if topic not in self._checked_topics:
+            check_topic(topic)
+            if len(self._checked_topics) >= 1024:
+                self._checked_topics.clear()
+            self._checked_topics.add(topic)
+        body = msg.body
+        if not body:
+            raise MQClientError("the message body length is zero")
+        if len(body) > self.max_message_size:
+            raise MQClientError(
+                f"the message body size over max value, MAX: {self.max_message_size}"
+            )
+        props = msg.properties
+        if UNIQ_KEY not in props:
+            props[UNIQ_KEY] = self._next_id()
+        sys_flag = 0
         if len(body) >= self.compress_over:
             body = zlib.compress(body, self.compress_level)
             sys_flag |= MessageSysFlag.COMPRESSED_FLAG | MessageSysFlag.COMPRESSION_ZLIB_TYPE
@@ -467,16 +614,22 @@ class Producer:
         arg: Any,
         timeout: float,
         msgs: list[Message] | None,
+        *,
+        first: int = 0,
+        begin: float | None = None,
+        last_broker: str | None = None,
+        last_error: Exception | None = None,
+        info: TopicPublishInfo | None = None,
     ) -> SendResult:
-        info = self._publish.get(msg.topic)
-        if info is None or not info.queues:
-            info = await self._publish_info(msg.topic)
+        if info is None:
+            info = self._publish.get(msg.topic)
+            if info is None or not info.queues:
+                info = await self._publish_info(msg.topic)
         ordered = selector is not None
         attempts = 1 if ordered else 1 + self.retry_times
-        begin = self.clock.seconds()
-        last_broker: str | None = None
-        last_error: Exception | None = None
-        for attempt in range(attempts):
+        if begin is None:
+            begin = self.clock.seconds()
+        for attempt in range(first, attempts):
             left = timeout - (self.clock.seconds() - begin)
             if left <= 0:
                 break
@@ -495,7 +648,7 @@ class Producer:
                     uniq = ",".join(m.properties.get(UNIQ_KEY, "") for m in msgs)
                 else:
                     uniq = msg.properties.get(UNIQ_KEY, "")
-                result = await self.instance.api.send(
+                result = await self.instance.api.send_message(
                     addr, mq, header, body, batch=batch, timeout=left, msg_id=uniq
                 )
             except (RemotingError, MQBrokerError) as e:

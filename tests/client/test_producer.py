@@ -117,6 +117,76 @@ class ProducerTests(SynchronousTestCase):
         r = self.successResultOf(self.producer.send(Message("T", b"x")))
         self.assertEqual(r.status, SendStatus.FLUSH_DISK_TIMEOUT)
 
+    def warm(self, producer: Producer | None = None) -> Producer:
+        """Send once so the topic's route is cached (later sends take the fast path); the next
+        queue is then broker-a's queue 1."""
+        p = producer or self.producer
+        r = self.successResultOf(p.send(Message("T", b"warm")))
+        self.assertEqual((r.message_queue.broker_name, r.message_queue.queue_id), ("broker-a", 0))
+        self.cluster.requests.clear()
+        return p
+
+    def assert_limiter_free(self, p: Producer) -> None:
+        """Every in-flight slot was given back."""
+        self.assertEqual((p.limiter.count, p.limiter.bytes), (0, 0))
+
+    def test_fast_path_retry_another_broker(self) -> None:
+        """A cached-route send whose first attempt fails on the transport is retried on the
+        other broker, and its in-flight slot is given back."""
+        p = self.warm()
+        self.cluster.down.add(self.cluster.brokers["broker-a"])
+        r = self.successResultOf(p.send(Message("T", b"x")))
+        self.assertEqual(r.message_queue.broker_name, "broker-b")
+        self.assertEqual(r.status, SendStatus.SEND_OK)
+        self.assertEqual(len(self.cluster.sent(310)), 2)
+        self.assertEqual(len(self.cluster.sent(RequestCode.GET_ROUTEINFO_BY_TOPIC)), 1)
+        self.assert_limiter_free(p)
+
+    def test_fast_path_all_down_and_non_retry_code(self) -> None:
+        """On the fast path too: all brokers down fails after 3 attempts; a refusal that is not
+        retryable fails after one; no slot is leaked either way."""
+        p = self.warm()
+        self.cluster.down.update(self.cluster.brokers.values())
+        f = self.failureResultOf(p.send(Message("T", b"x")))
+        self.assertIn("refused", str(f.value))
+        self.assertEqual(len(self.cluster.sent(310)), 3)
+        self.assert_limiter_free(p)
+        self.cluster.down.clear()
+        self.cluster.requests.clear()
+        self.clock.advance(60)  # latency avoidance forgets the failures
+        self.cluster.send_code = {b: ResponseCode.MESSAGE_ILLEGAL for b in self.cluster.brokers}
+        f = self.failureResultOf(p.send(Message("T", b"x")), MQBrokerError)
+        self.assertEqual(f.value.code, ResponseCode.MESSAGE_ILLEGAL)
+        self.assertEqual(len(self.cluster.sent(310)), 1)
+        self.assert_limiter_free(p)
+
+    def test_fast_path_not_store_ok_retried_elsewhere(self) -> None:
+        """With retry_another_broker_when_not_store_ok, FLUSH_DISK_TIMEOUT on the fast path's
+        attempt moves to the other broker."""
+        p = Producer(
+            "PG2",
+            NAMESRV,
+            self.clock,
+            remoting_factory=self.cluster.connect,
+            retry_another_broker_when_not_store_ok=True,
+        )
+        self.successResultOf(p.start())
+        self.warm(p)
+        self.cluster.send_code["broker-a"] = ResponseCode.FLUSH_DISK_TIMEOUT
+        r = self.successResultOf(p.send(Message("T", b"x")))
+        self.assertEqual((r.status, r.message_queue.broker_name), (SendStatus.SEND_OK, "broker-b"))
+        self.assert_limiter_free(p)
+        self.successResultOf(p.shutdown())
+
+    def test_fast_path_checks(self) -> None:
+        """A cached-route send still refuses empty and oversized bodies before any request."""
+        p = self.warm()
+        self.failureResultOf(p.send(Message("T", b"")), MQClientError)
+        big = Message("T", b"x" * (4 * 1024 * 1024 + 1))
+        self.failureResultOf(p.send(big), MQClientError)
+        self.assertEqual(self.cluster.sent(RequestCode.SEND_MESSAGE_V2), [])
+        self.assert_limiter_free(p)
+
     def test_batch(self) -> None:
         """A list is sent as one SEND_BATCH_MESSAGE with a UNIQ_KEY per message."""
         msgs = [Message("T", b"m%d" % i) for i in range(3)]
