@@ -144,7 +144,7 @@ class FileMessageStore:
             os.path.join(self.root, "index"), config.max_hash_slot_num, config.max_index_num
         )
         self._next_qoff: dict[tuple[str, int], int] = {}
-        self._listeners: list[ArrivalListener] = []
+        self._listeners: tuple[ArrivalListener, ...] = ()
         self._pending: deque[tuple[DispatchEntry, int]] = deque()  # (entry, end) awaiting flush
         self._waiters: deque[_Waiter] = deque()
         self._timeout_call: IDelayedCall | None = None
@@ -345,7 +345,9 @@ class FileMessageStore:
 
     def put_message(self, msg: BrokerMessage) -> Deferred[PutMessageResult]:
         """Append one record (see IMessageStore)."""
-        bad = self._refusal() or prepare(msg, self._max_size)
+        bad = (
+            self._refusal() if self._disk_full or not self.running else prepare(msg, self._max_size)
+        )
         if bad is not None:
             return succeed(bad)
         store_ts = self._store_ts()
@@ -465,12 +467,15 @@ class FileMessageStore:
     ) -> None:
         """Write the consume-queue unit and index entries of a record; tell the listeners."""
         if qoff >= 0:
-            self._cq(topic, qid).put(qoff, phys, size, tags)
+            cq = self._cqs.get((topic, qid))
+            if cq is None:
+                cq = self._cq(topic, qid)
+            cq.put(qoff, phys, size, tags)
         if keys:
             self.index.put_keys(keys, phys, ts, ts)
         self._last_dispatched_ts = ts
         if qoff >= 0 and self._listeners:
-            for listener in list(self._listeners):
+            for listener in self._listeners:
                 try:
                     listener(topic, qid, qoff, tags)
                 except Exception:
@@ -793,11 +798,13 @@ class FileMessageStore:
 
     def add_arrival_listener(self, listener: ArrivalListener) -> None:
         """Register an arrival callback."""
-        self._listeners.append(listener)
+        self._listeners = (*self._listeners, listener)
 
     def remove_arrival_listener(self, listener: ArrivalListener) -> None:
         """Unregister an arrival callback."""
-        self._listeners.remove(listener)
+        listeners = list(self._listeners)
+        listeners.remove(listener)
+        self._listeners = tuple(listeners)
 
     def topic_queues(self) -> dict[str, list[int]]:
         """Topics with consume queues and their queue ids."""

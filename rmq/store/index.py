@@ -127,9 +127,10 @@ class IndexFile:
                 break
             nxt = prev
 
-    def close(self) -> None:
-        """Write the header, unmap and close."""
-        self.write_header()
+    def close(self, write_header: bool = True) -> None:
+        """Write the header (unless told not to: crash simulations), unmap and close."""
+        if write_header:
+            self.write_header()
         self.mm.close()
         os.close(self.fd)
 
@@ -194,6 +195,9 @@ class IndexService:
             if not f.put(h, phys, store_ts):
                 f = self._writable(now_ms)
                 f.put(h, phys, store_ts)
+        # The header goes to the mapping with every record: after a kill the count and end
+        # offset match the entries and slots already written (a stale count would cut chains).
+        f.write_header()
 
     def query(self, key: str, max_num: int, begin: int, end: int) -> list[int]:
         """Commit-log offsets of records indexed under ``key`` in [begin, end], newest first."""
@@ -234,8 +238,8 @@ class IndexService:
             n += 1
         return n
 
-    def close(self) -> None:
-        """Close every file."""
+    def close(self, write_headers: bool = True) -> None:
+        """Close every file (``write_headers=False`` leaves the mapped state as a kill would)."""
         for f in self.files:
-            f.close()
+            f.close(write_headers)
         self.files = []

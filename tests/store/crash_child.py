@@ -152,7 +152,7 @@ def verify(root: str, acked: dict[int, tuple[int, int]]) -> tuple[int, list[int]
     store.commitlog.close()
     for cq in store._cqs.values():
         cq.close()
-    store.index.close()
+    store.index.close(write_headers=False)
     if store._lock_fd is not None:
         os.close(store._lock_fd)
     return total, sorted(bad)
