@@ -228,6 +228,8 @@ def configs_from_properties(
         )
     except ValueError as e:
         raise UsageError(f"bad configuration ({source}): {e}") from e
+    if broker.broker_role == SLAVE and broker.broker_id <= 0:
+        raise UsageError(f"bad configuration ({source}): brokerId of a SLAVE must be > 0")
     if "storePathRootDir" not in props:
         store = attrs.evolve(store, store_path_root_dir=broker.store_path_root_dir)
     return broker, store

@@ -245,6 +245,14 @@ class SlaveVectorTests(SynchronousTestCase):
 
 
 class SlaveConnectTests(SynchronousTestCase):
+    def test_slave_needs_positive_broker_id(self) -> None:
+        """A SLAVE configured with brokerId 0 is a usage error (Java refuses to start)."""
+        from twisted.python.usage import UsageError
+
+        with self.assertRaises(UsageError) as e:
+            configs_from_properties({"brokerRole": "SLAVE"})
+        self.assertIn("brokerId", str(e.exception))
+
     def test_learns_master_from_registration_and_connects(self) -> None:
         """haServerAddr of the REGISTER_BROKER answer is where the slave connects."""
         from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -274,7 +282,7 @@ class SlaveConnectTests(SynchronousTestCase):
         """No HA service when a master has no HA endpoint or a slave cannot connect."""
         store = started_store(Clock())
         for role in ("ASYNC_MASTER", "SYNC_MASTER", "SLAVE"):
-            config, _ = configs_from_properties({"brokerRole": role})
+            config, _ = configs_from_properties({"brokerRole": role, "brokerId": "1"})
             self.assertEqual(build_ha(config, store, Clock()), (store, None))
 
 
