@@ -20,6 +20,7 @@ from collections.abc import Callable
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -85,6 +86,8 @@ class RemotingProtocol(Protocol):
         self._lost = False
         self._receiving = False
         self._reentrant: list[bytes] = []
+        #: ``clock.seconds()`` of the last read or write (for idle detection).
+        self.last_activity = clock.seconds()
 
     # ---------------------------------------------------------------------------------------
     # connection lifecycle
@@ -164,6 +167,7 @@ class RemotingProtocol(Protocol):
             self._reentrant.append(data)
             return
         self._receiving = True
+        self.last_activity = self.clock.seconds()
         try:
             self._frames_from(data)
             while self._reentrant and not self._closing:
@@ -276,6 +280,7 @@ class RemotingProtocol(Protocol):
 
     def _write(self, cmd: RemotingCommand) -> None:
         assert self.transport is not None
+        self.last_activity = self.clock.seconds()
         body = cmd.body
         if len(body) >= _WRITE_SEQUENCE_THRESHOLD:
             self.transport.writeSequence([encode_head(cmd), body])
@@ -372,7 +377,14 @@ class RemotingProtocol(Protocol):
 
 
 class RemotingFactory(Factory):
-    """Builds ``RemotingProtocol``s sharing one dispatcher and clock; tracks live connections."""
+    """Builds ``RemotingProtocol``s sharing one dispatcher and clock; tracks live connections.
+
+    ``idle_timeout`` (seconds, default None = never) closes connections without any read or
+    write for that long, checked every ``idle_timeout / 4`` seconds while the factory is started.
+    """
+
+    log = Logger()
+    noisy = False  # no "Starting factory" line for every client connection
 
     def __init__(
         self,
@@ -382,13 +394,49 @@ class RemotingFactory(Factory):
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         on_connection_made: ConnectionCallback | None = None,
         on_connection_lost: ConnectionCallback | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self.dispatcher = dispatcher if dispatcher is not None else Dispatcher()
         self.clock = clock
         self.max_frame_size = max_frame_size
         self.on_connection_made = on_connection_made
         self.on_connection_lost = on_connection_lost
+        self.idle_timeout = idle_timeout
         self.connections: set[RemotingProtocol] = set()
+        self._idle_check: LoopingCall | None = None
+
+    def startFactory(self) -> None:
+        """Start the idle-connection check when ``idle_timeout`` is set (first port/connector)."""
+        if self.idle_timeout is not None and self._idle_check is None:
+            self._idle_check = LoopingCall(self.close_idle_connections)
+            self._idle_check.clock = self.clock
+            self._idle_check.start(self.idle_timeout / 4, now=False)
+
+    def stopFactory(self) -> None:
+        """Stop the idle-connection check."""
+        if self._idle_check is not None:
+            if self._idle_check.running:
+                self._idle_check.stop()
+            self._idle_check = None
+
+    def close_idle_connections(self) -> None:
+        """Close connections with no read or write for ``idle_timeout`` seconds.
+
+        Like Java's ``serverChannelMaxIdleTimeSeconds`` (120 s): RocketMQ clients heartbeat every
+        30 s, so only dead or abandoned peers are idle that long.
+        """
+        if self.idle_timeout is None:
+            return
+        now = self.clock.seconds()
+        for conn in list(self.connections):
+            idle = now - conn.last_activity
+            if idle >= self.idle_timeout and conn.connected_ok:
+                self.log.info(
+                    "Closing connection to {peer}: idle for {idle:.0f} s",
+                    peer=conn.remote_address,
+                    idle=idle,
+                )
+                conn.close()
 
     def buildProtocol(self, addr: IAddress | None) -> RemotingProtocol:
         """A new connection's protocol."""

@@ -384,3 +384,32 @@ class FactoryTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
         proto.dataReceived(encode(RemotingCommand(code=1, opaque=1)))
         self.assertEqual(len(written_commands(transport)), 1)
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    """``idle_timeout`` closes silent connections and keeps active ones."""
+
+    def test_idle_connection_closed_active_kept(self) -> None:
+        """Only the connection without traffic for idle_timeout seconds is closed."""
+        clock = Clock()
+        factory = RemotingServerFactory(Dispatcher(), clock, idle_timeout=120.0)
+        factory.doStart()
+        silent, busy = factory.buildProtocol(PEER), factory.buildProtocol(PEER)
+        silent_t, busy_t = StringTransport(peerAddress=PEER), StringTransport(peerAddress=PEER)
+        silent.makeConnection(silent_t)
+        busy.makeConnection(busy_t)
+        for _ in range(4):
+            clock.advance(30.0)
+            busy.dataReceived(encode(RemotingCommand(code=9999, opaque=1)))
+        self.assertTrue(silent_t.disconnecting)
+        self.assertFalse(busy_t.disconnecting)
+        factory.doStop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_no_timer_by_default(self) -> None:
+        """Without idle_timeout the factory schedules nothing."""
+        clock = Clock()
+        factory = RemotingServerFactory(Dispatcher(), clock)
+        factory.doStart()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        factory.doStop()
