@@ -143,6 +143,14 @@ def verify(root: str, acked: dict[int, tuple[int, int]]) -> tuple[int, list[int]
     bad = [
         seq for seq, (qoff, phys) in acked.items() if got.get(qoff) != (qoff, phys, crash_body(seq))
     ]
+    # the index must survive the kill too: look some acknowledged keys up
+    sample = sorted(acked)[-5:] + sorted(acked)[:: max(1, len(acked) // 5)]
+    for seq in sample:
+        found: list[Any] = []
+        store.query_message(TOPIC, f"crash-{seq}", 4, 0, 2**62).addCallback(found.append)
+        bodies = [x.body for x in decode_messages(found[0].body())] if found else []
+        if bodies != [crash_body(seq)]:
+            bad.append(seq)
     total = store.get_max_offset_in_queue(TOPIC, 0)
     # leave the store as a crash would (abort stays), so the next cycle recovers abnormally
     store.running = False
@@ -155,7 +163,7 @@ def verify(root: str, acked: dict[int, tuple[int, int]]) -> tuple[int, list[int]
     store.index.close(write_headers=False)
     if store._lock_fd is not None:
         os.close(store._lock_fd)
-    return total, sorted(bad)
+    return total, sorted(set(bad))
 
 
 def main(argv: list[str]) -> None:
