@@ -10,10 +10,9 @@ Lenient reader, strict writer. JSON headers written like a Java 4.9.x peer (fast
 alphabetical order, no whitespace, ``"serializeTypeCurrentRPC":"JSON"``, string ext values) so a
 Java frame decodes and re-encodes byte-for-byte. Read leniently: any key order, unknown keys,
 trailing whitespace (cpp's newline), ``remark`` ``""`` or absent (both become ``None``; an empty
-remark is never written), typed
-``extFields`` values (numbers and booleans become their text, ``null`` drops the key), ``language``
-as a name or an ordinal. ROCKETMQ binary headers keep the decoded ext entry order, so they
-re-encode byte-for-byte too.
+remark is never written), typed ``extFields`` values (numbers and booleans become their text,
+``null`` drops the key), ``language`` as a name or an ordinal, numeric fields as decimal text.
+ROCKETMQ binary headers keep the decoded ext entry order, so they re-encode byte-for-byte too.
 
 Errors: ``FrameError`` for inconsistent lengths, ``HeaderError`` (``UndecodableHeaderError``,
 carrying ``opaque`` and ``flag`` when they could be read) for a header that cannot be decoded or
