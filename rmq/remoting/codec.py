@@ -237,34 +237,33 @@ def _decode_rocketmq_header(header: bytes) -> RemotingCommand:
         if ext_length < 0 or end > n:
             raise ValueError(f"extFields length {ext_length} overruns the header")
         ext: dict[str, str] = {}
+        # Pure-ASCII headers (the usual case) are decoded once and sliced by byte offsets.
+        text = header.decode("ascii") if header.isascii() else None
+        unpack16 = _INT16.unpack_from
+        unpack32 = _INT32.unpack_from
         while pos < end:
             if pos + 2 > end:
                 raise ValueError("truncated extFields key length")
-            (key_length,) = _INT16.unpack_from(header, pos)
+            (key_length,) = unpack16(header, pos)
             pos += 2
-            if key_length < 0 or pos + key_length + 4 > end:
+            key_end = pos + key_length
+            if key_length < 0 or key_end + 4 > end:
                 raise ValueError(f"extFields key length {key_length} overruns the area")
-            key = header[pos : pos + key_length].decode("utf-8")
-            pos += key_length
-            (value_length,) = _INT32.unpack_from(header, pos)
-            pos += 4
-            if value_length < 0 or pos + value_length > end:
+            (value_length,) = unpack32(header, key_end)
+            value_start = key_end + 4
+            value_end = value_start + value_length
+            if value_length < 0 or value_end > end:
                 raise ValueError(f"extFields value length {value_length} overruns the area")
-            ext[key] = header[pos : pos + value_length].decode("utf-8")
-            pos += value_length
+            if text is not None:
+                ext[text[pos:key_end]] = text[value_start:value_end]
+            else:
+                ext[header[pos:key_end].decode("utf-8")] = header[value_start:value_end].decode(
+                    "utf-8"
+                )
+            pos = value_end
     except ValueError as e:  # includes UnicodeDecodeError
         raise UndecodableHeaderError(f"undecodable ROCKETMQ header: {e}", opaque, flag, st) from e
-    return RemotingCommand(
-        code=code,
-        opaque=opaque,
-        flag=flag,
-        remark=remark,
-        ext_fields=ext,
-        language=language,
-        version=version,
-        serialize_type=st,
-        ext_fields_present=True,
-    )
+    return RemotingCommand(code, opaque, flag, remark, ext, b"", language, version, st, True)
 
 
 # --------------------------------------------------------------------------------------------
