@@ -1,10 +1,10 @@
 """Integration: TransactionProducer against a real rmq NameServer + Broker (rmq.testing).
 
-Real loopback sockets, the global reactor. The broker's check-back timing is shortened
-(``transactionTimeOut`` / ``transactionCheckInterval``, in ms) so a check arrives within a few
-hundred milliseconds instead of 6 s. Waits are for events (a consumed message, a check-back
-call), bounded by a deadline; only "this never happens" is checked by waiting out a window
-several check intervals long.
+Real loopback sockets, the global reactor. The broker's check-back timing is shortened with its
+own config keys (``transactionTimeOut`` / ``transactionCheckInterval``, in ms) so a check arrives
+within a few hundred milliseconds instead of 6 s. Waits are for events (a consumed message, a
+check-back call), bounded by a deadline; only "this never happens" is checked by waiting out a
+window several check intervals long.
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from rmq.broker.transaction import TransactionConfig
 from rmq.client import (
     CONSUME_SUCCESS,
     ConsumeFromWhere,
@@ -119,7 +117,7 @@ class TransactionIntegrationTests(TestCase):
         """A local cluster with short check-back timing and the topic (stopped at cleanup)."""
         cluster = await start_local_cluster(self.reactor, broker_properties=TX_PROPERTIES)
         self.addCleanup(cluster.stop)
-        self.shorten_checks(cluster)
+        self.assert_short_checks(cluster)
         await self.create_topic(cluster)
         return cluster
 
@@ -155,14 +153,10 @@ class TransactionIntegrationTests(TestCase):
         finally:
             await client.close()
 
-    def shorten_checks(self, cluster: LocalCluster) -> None:
-        """Make sure the broker uses the short timing (if it did not read the keys itself)."""
-        service = cluster.broker.guarantees.transactions
-        want = TransactionConfig(timeout_ms=CHECK_MS, check_interval_ms=CHECK_MS, check_max=15)
-        if service.config != want:
-            service.config = attrs.evolve(
-                service.config, timeout_ms=CHECK_MS, check_interval_ms=CHECK_MS
-            )
+    def assert_short_checks(self, cluster: LocalCluster) -> None:
+        """The broker took the check-back timing from its properties."""
+        config = cluster.broker.guarantees.transactions.config
+        self.assertEqual((config.timeout_ms, config.check_interval_ms), (CHECK_MS, CHECK_MS))
 
     async def producer(
         self, cluster: LocalCluster, listener: Listener, group: str = "PG_TX"
@@ -298,8 +292,12 @@ class TransactionIntegrationTests(TestCase):
         """A half message left UNKNOW survives a broker restart on the same file store; the
         restarted broker's check-back reaches the running producer and its commit delivers."""
         data = self.mktemp()
+        # No check-back from the first broker: its first check would come after 1 hour.
         first = await start_local_cluster(
-            self.reactor, data_dir=data, file_store=True, broker_properties=TX_PROPERTIES
+            self.reactor,
+            data_dir=data,
+            file_store=True,
+            broker_properties={**TX_PROPERTIES, "transactionTimeOut": "3600000"},
         )
         broker_up = [True]
 
@@ -311,9 +309,7 @@ class TransactionIntegrationTests(TestCase):
 
         self.addCleanup(stop_first)
         await self.create_topic(first)
-        # No check-back on the first broker: its first check would come after 1 hour.
         service = first.broker.guarantees.transactions
-        service.config = attrs.evolve(service.config, timeout_ms=3_600_000)
         listener = Listener(self.waiters, LocalTransactionState.UNKNOW, None)
         p = await self.producer(first, listener)
         result = await p.send_message_in_transaction(new_message(TOPIC, b"survives"))
@@ -331,7 +327,7 @@ class TransactionIntegrationTests(TestCase):
             broker_properties={**TX_PROPERTIES, "namesrvAddr": first.namesrv_addr},
         )
         self.addCleanup(second.stop)
-        self.shorten_checks(second)
+        self.assert_short_checks(second)
         await self.consumer(first.namesrv_addr)
         await self.waiters.wait(lambda: bool(listener.checked), 20.0, "check-back after restart")
         self.assertEqual(listener.checked[0].properties[UNIQ_KEY], result.transaction_id)
