@@ -48,7 +48,7 @@ def now_ms(clock: IReactorTime) -> int:
 
 
 def logged_tick(f: Callable[[], Any], what: str | None = None) -> Callable[[], Deferred[None]]:
-    """Wrap a periodic task so an exception (or a failed Deferred) is logged, never stops the loop."""
+    """Wrap a periodic task so an exception or a failed Deferred is logged and never stops it."""
     name = what or getattr(f, "__qualname__", repr(f))
 
     def tick() -> Deferred[None]:
