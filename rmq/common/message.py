@@ -126,20 +126,40 @@ def _java_hash_cached(s: str) -> int:
     return h
 
 
+_CHUNK_POLY: dict[str, int] = {}
+_POW31_4 = 31**4
+
+
+def _chunk_poly(chunk: str) -> int:
+    """Σ c·31^k over a 4-character ASCII chunk (memoised; hex keys have at most 65,536)."""
+    v = 0
+    for c in chunk.encode():
+        v = v * 31 + c
+    if len(_CHUNK_POLY) > 200_000:
+        _CHUNK_POLY.clear()
+    _CHUNK_POLY[chunk] = v
+    return v
+
+
 def java_string_hash(s: str) -> int:
     """Java ``String.hashCode()`` (UTF-16 code units, signed 32-bit arithmetic).
 
-    Long strings hash as their cached head extended by the last 8 characters, so unique keys
-    sharing a producer prefix cost a few steps each.
+    Long strings hash as their cached head extended by the last 8 characters (two memoised
+    4-character chunks), so unique keys sharing a producer prefix cost a few dict lookups.
     """
     if len(s) <= 16:
         h = _java_hash_cached(s)
     else:
         tail = s[-8:]
         if tail.isascii():
-            h = _java_hash_cached(s[:-8])
-            for c in tail.encode():
-                h = (31 * h + c) & 0xFFFFFFFF
+            a, b = tail[:4], tail[4:]
+            pa = _CHUNK_POLY.get(a)
+            if pa is None:
+                pa = _chunk_poly(a)
+            pb = _CHUNK_POLY.get(b)
+            if pb is None:
+                pb = _chunk_poly(b)
+            h = ((_java_hash_cached(s[:-8]) * _POW31_4 + pa) * _POW31_4 + pb) & 0xFFFFFFFF
         else:
             h = _java_hash_cached.__wrapped__(s)
     return h - 0x100000000 if h & 0x80000000 else h

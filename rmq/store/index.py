@@ -37,6 +37,22 @@ def file_name_for(ms: int) -> str:
 class IndexFile:
     """One mapped index file."""
 
+    __slots__ = (
+        "path",
+        "slots",
+        "max_index",
+        "fd",
+        "mm",
+        "begin_ts",
+        "end_ts",
+        "begin_phy",
+        "end_phy",
+        "slot_count",
+        "index_count",
+        "entries_pos",
+        "dirty",
+    )
+
     def __init__(self, path: str, slots: int, max_index: int, create: bool) -> None:
         self.path = path
         self.slots = slots
@@ -76,7 +92,14 @@ class IndexFile:
             prev = 0
             self.slot_count += 1
         begin = self.begin_ts
-        diff = 0 if begin <= 0 else min(max((store_ts - begin) // 1000, 0), 0x7FFFFFFF)
+        if begin <= 0:
+            diff = 0
+        else:
+            diff = (store_ts - begin) // 1000
+            if diff < 0:
+                diff = 0
+            elif diff > 0x7FFFFFFF:
+                diff = 0x7FFFFFFF
         ENTRY.pack_into(mm, self.entries_pos + n * ENTRY_SIZE, h, phys, diff, prev)
         SLOT.pack_into(mm, slot_pos, n)
         if n <= 1:

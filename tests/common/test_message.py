@@ -188,6 +188,14 @@ class HashAndIdTests(SynchronousTestCase):
         self.assertEqual(m.tags_hash(""), 0)
         self.assertEqual(m.java_string_hash("TopicJ#k1"), -1902972530)
 
+    @given(st.text(max_size=60))
+    def test_java_hash_matches_reference(self, s: str) -> None:
+        """The chunked/cached hash equals the plain UTF-16 loop for any string."""
+        h = 0
+        for (c,) in struct.iter_unpack(">H", s.encode("utf-16-be")):
+            h = (31 * h + c) & 0xFFFFFFFF
+        self.assertEqual(m.java_string_hash(s), h - (1 << 32) if h & 0x80000000 else h)
+
     def test_tags_hash_non_bmp(self) -> None:
         """Characters outside the BMP hash as two UTF-16 code units like Java."""
         # Java: "\uD83D\uDE00".hashCode() == 55357 * 31 + 56832
