@@ -34,7 +34,7 @@ class CommitLog:
     """Append-only record files with random reads by commit-log offset."""
 
     def __init__(self, directory: str, file_size: int) -> None:
-        self.files = MappedFileQueue(directory, file_size)
+        self.files = MappedFileQueue(directory, file_size, preallocate=True)
         self.file_size = file_size
         self._last: MappedFile | None = None
         self.on_prefault: Callable[[MappedFile], None] | None = None
