@@ -203,6 +203,7 @@ class FileMessageStore:
             self._pool = ThreadPool(minthreads=1, maxthreads=3, name="rmq-store-flush")
             self._pool.start()
         self.commitlog.on_prefault = self._prefault
+        self.index.on_prefault = self._prefault_range
         self._flushed = self.commitlog.max_offset
         self._last_thorough = self._clock.seconds()
         self._check_disk()
@@ -439,6 +440,10 @@ class FileMessageStore:
             mf.prefaulting = False
 
         self._run(populate_write, *req).addBoth(done)
+
+    def _prefault_range(self, addr: int, length: int) -> None:
+        """Pre-fault ``length`` bytes of a mapping at ``addr`` in a thread (index files)."""
+        self._run(populate_write, addr, length).addErrback(log_failure("index pre-fault"))
 
     # --- dispatch -----------------------------------------------------------------------------
 

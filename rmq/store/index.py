@@ -11,10 +11,12 @@ import mmap
 import os
 import struct
 import time
+from collections.abc import Callable
 
 from twisted.logger import Logger
 
 from rmq.common.message import java_string_hash
+from rmq.store.mappedfile import PREFAULT_CHUNK, map_address
 
 HEADER = struct.Struct(">qqqqii")
 HEADER_SIZE = 40
@@ -51,6 +53,8 @@ class IndexFile:
         "index_count",
         "entries_pos",
         "dirty",
+        "addr",
+        "populated",
     )
 
     def __init__(self, path: str, slots: int, max_index: int, create: bool) -> None:
@@ -74,6 +78,8 @@ class IndexFile:
             self.index_count = 1
         self.entries_pos = HEADER_SIZE + slots * 4
         self.dirty = create
+        self.addr = map_address(self.mm) if create else 0
+        self.populated = 0  # bytes from the start already handed to the pre-faulter
 
     @property
     def full(self) -> bool:
@@ -173,6 +179,19 @@ class IndexService:
         self.slots = slots
         self.max_index = max_index
         self.files: list[IndexFile] = []
+        # (address, length) -> None: pre-fault pages in a thread (set by the store)
+        self.on_prefault: Callable[[int, int], None] | None = None
+
+    def _prefault(self, f: IndexFile) -> None:
+        """Hand the next region (slot table first, then entries ahead) to the pre-faulter."""
+        if self.on_prefault is None or not f.addr:
+            return
+        size = len(f.mm)
+        want = f.entries_pos + f.index_count * ENTRY_SIZE + PREFAULT_CHUNK
+        while f.populated < min(want, size):
+            length = min(PREFAULT_CHUNK * 8, size - f.populated)
+            self.on_prefault(f.addr + f.populated, length)
+            f.populated += length
 
     def load(self) -> None:
         """Map the existing index files in name (= time) order."""
@@ -207,6 +226,7 @@ class IndexService:
             os.path.join(self.directory, file_name_for(ms)), self.slots, self.max_index, True
         )
         self.files.append(f)
+        self._prefault(f)
         return f
 
     def put_keys(self, keys: list[str], phys: int, store_ts: int, now_ms: int) -> None:
@@ -221,6 +241,8 @@ class IndexService:
         # The header goes to the mapping with every record: after a kill the count and end
         # offset match the entries and slots already written (a stale count would cut chains).
         f.write_header()
+        if f.populated < f.entries_pos + f.index_count * ENTRY_SIZE + PREFAULT_CHUNK // 4:
+            self._prefault(f)
 
     def query(self, key: str, max_num: int, begin: int, end: int) -> list[int]:
         """Commit-log offsets of records indexed under ``key`` in [begin, end], newest first."""
