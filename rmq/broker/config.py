@@ -39,6 +39,11 @@ def _positive(_inst: object, attribute: attrs.Attribute[int], value: int) -> Non
         raise ValueError(f"{attribute.metadata.get('key', attribute.name)} must be > 0")
 
 
+def _not_negative(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.metadata.get('key', attribute.name)} must be >= 0")
+
+
 @attrs.frozen
 class BrokerConfig:
     """Broker settings with RocketMQ 4.9.x defaults (times in ms unless the name says otherwise)."""
@@ -130,6 +135,16 @@ class BrokerConfig:
     slave_read_enable: bool = attrs.field(default=False, metadata=_key("slaveReadEnable"))
     enable_property_filter: bool = attrs.field(default=False, metadata=_key("enablePropertyFilter"))
     max_frame_size: int = attrs.field(default=16 * 1024 * 1024, metadata=_key("maxFrameSize"))
+    #: Close a connection without any read or write for this many seconds; 0 = never (Java's
+    #: ``NettyServerConfig.serverChannelMaxIdleTimeSeconds``). A held pull counts as activity.
+    server_channel_max_idle_time_s: int = attrs.field(
+        default=120, validator=_not_negative, metadata=_key("serverChannelMaxIdleTimeSeconds")
+    )
+    #: Serve the Prometheus page ``GET /metrics`` (docs/metrics.md) on this port of
+    #: ``listenInterface``; 0 = off (rmq key).
+    metrics_port: int = attrs.field(
+        default=0, validator=_not_negative, metadata=_key("metricsPort")
+    )
     # -- HA (master/slave replication, rmq.broker.ha; MessageStoreConfig keys in Java) --------
     #: A slave's master HA address ``ip:port``; empty = learn it from REGISTER_BROKER.
     ha_master_address: str = attrs.field(default="", metadata=_key("haMasterAddress"))
@@ -177,6 +192,18 @@ class BrokerConfig:
     def listen_endpoint(self) -> str:
         """The server endpoint description for ``listenPort``/``listenInterface``."""
         return f"tcp:{self.listen_port}:interface={self.listen_interface}"
+
+    @property
+    def metrics_endpoint(self) -> str | None:
+        """The Prometheus page's server endpoint description; None when ``metricsPort`` is 0."""
+        if not self.metrics_port:
+            return None
+        return f"tcp:{self.metrics_port}:interface={self.listen_interface}"
+
+    @property
+    def idle_timeout_s(self) -> float | None:
+        """``serverChannelMaxIdleTimeSeconds`` for the remoting factory (None = never)."""
+        return float(self.server_channel_max_idle_time_s) or None
 
     @property
     def namesrv_addrs(self) -> list[str]:

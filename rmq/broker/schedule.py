@@ -38,6 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from rmq.broker.interfaces import ISendMessageHook
+from rmq.broker.records import copy_record, stored_properties
 from rmq.broker.topic import SCHEDULE_TOPIC, TRANS_HALF_TOPIC
 from rmq.common import fastjson
 from rmq.common.asyncutil import deferred_api, now_ms
@@ -46,14 +47,11 @@ from rmq.common.message import (
     DELAY,
     REAL_QID,
     REAL_TOPIC,
-    TAGS,
     WAIT,
     BrokerMessage,
     MessageExt,
     MessageSysFlag,
     decode_message,
-    properties_to_string,
-    tags_hash,
 )
 from rmq.remoting.codes import ResponseCode
 from rmq.store.config import DEFAULT_DELAY_LEVELS, parse_delay_levels
@@ -85,31 +83,17 @@ def delivered_message(
     timestamp/host, store host and reconsume times; tags code recomputed; ``WAIT=false``.
     """
     props = {k: v for k, v in ext.properties.items() if k not in drop and k != WAIT}
-    stored = properties_to_string(props)
     # WAIT stays out of the stored record (as on rmq's send path) but tells the store not to
     # hold the delivery for a flush.
     props[WAIT] = "true" if wait else "false"
-    return BrokerMessage(
-        topic=props.get(REAL_TOPIC, ext.topic),
-        queue_id=int(props.get(REAL_QID, ext.queue_id)),
-        body=ext.body,
-        flag=ext.flag,
-        properties=props,
-        properties_str=stored,
-        tags_code=tags_hash(props.get(TAGS)),
-        born_timestamp=ext.born_timestamp,
-        born_host=ext.born_host,
-        store_host=ext.store_host,
+    return copy_record(
+        ext,
+        props.get(REAL_TOPIC, ext.topic),
+        int(props.get(REAL_QID, ext.queue_id)),
+        props,
         sys_flag=MessageSysFlag.reset_transaction_type(
             ext.sys_flag, MessageSysFlag.TRANSACTION_NOT_TYPE
         ),
-        reconsume_times=ext.reconsume_times,
-    )
-
-
-def _reencode(msg: BrokerMessage) -> None:
-    msg.properties_str = properties_to_string(
-        {k: v for k, v in msg.properties.items() if k != WAIT}
     )
 
 
@@ -135,7 +119,7 @@ def park_delayed(msg: BrokerMessage, max_level: int) -> bool:
     props[REAL_QID] = str(msg.queue_id)
     msg.topic = SCHEDULE_TOPIC
     msg.queue_id = level - 1
-    _reencode(msg)
+    msg.properties_str = stored_properties(msg.properties)
     return True
 
 
@@ -296,7 +280,7 @@ class DelayHook:
         msg.topic = TIMER_TOPIC
         msg.queue_id = 0
         msg.tags_code = due
-        _reencode(msg)
+        msg.properties_str = stored_properties(msg.properties)
         return True
 
 

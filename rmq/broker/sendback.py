@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from rmq.broker.config import BrokerConfig
 from rmq.broker.identity import BrokerIdentity
+from rmq.broker.records import copy_record
 from rmq.broker.schedule import park_delayed
 from rmq.broker.subscription import SubscriptionGroupManager
 from rmq.broker.topic import (
@@ -41,12 +42,8 @@ from rmq.common.message import (
     ORIGIN_MESSAGE_ID,
     RECONSUME_TIME,
     RETRY_TOPIC,
-    TAGS,
     WAIT,
-    BrokerMessage,
     decode_message,
-    properties_to_string,
-    tags_hash,
 )
 from rmq.remoting.codes import ResponseCode
 from rmq.remoting.command import RemotingCommand, new_response
@@ -145,22 +142,8 @@ class SendMessageBackProcessor:
             props[DELAY] = str(level)
         props.setdefault(ORIGIN_MESSAGE_ID, ext.offset_msg_id)
         props[RECONSUME_TIME] = str(ext.reconsume_times + 1)
-        stored_props = dict(props)
         props[WAIT] = "false"
-        msg = BrokerMessage(
-            topic=new_topic,
-            queue_id=queue_id,
-            body=ext.body,
-            flag=ext.flag,
-            properties=props,
-            properties_str=properties_to_string(stored_props),
-            tags_code=tags_hash(props.get(TAGS)),
-            born_timestamp=ext.born_timestamp,
-            born_host=ext.born_host,
-            store_host=ext.store_host,
-            sys_flag=ext.sys_flag,
-            reconsume_times=ext.reconsume_times + 1,
-        )
+        msg = copy_record(ext, new_topic, queue_id, props, reconsume_times=ext.reconsume_times + 1)
         if not dead:
             park_delayed(msg, self.max_delay_level)
         result = await self.store.put_message(msg)

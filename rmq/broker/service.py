@@ -44,6 +44,7 @@ from rmq.broker.pull import PullMessageProcessor
 from rmq.broker.query import QueryProcessor
 from rmq.broker.registration import BrokerRegistration, NameServerClient
 from rmq.broker.send import SendMessageProcessor
+from rmq.broker.stats import metrics_service
 from rmq.broker.subscription import SubscriptionGroupManager
 from rmq.broker.topic import TopicConfigManager, TopicDefaults
 from rmq.common.asyncutil import deferred_api, logged_tick
@@ -205,6 +206,36 @@ def build_broker(
     return broker
 
 
+class BrokerServerFactory(RemotingServerFactory):
+    """The broker's remoting server factory: a connection with a held pull is not idle.
+
+    ``serverChannelMaxIdleTimeSeconds`` (120 s) closes silent connections. A pull may be held
+    for its whole ``suspendTimeoutMillis`` without a byte on the wire, so before each idle check
+    the connections with a held pull are marked active: a long poll is never cut by the idle
+    close, however long the client asked it to last.
+    """
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        clock: IReactorTime,
+        hold: PullRequestHoldService,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(dispatcher, clock, **kwargs)
+        self.hold = hold
+
+    def close_idle_connections(self) -> None:
+        """Count held pulls as activity, then close the connections idle for too long."""
+        holding = {held.connection for held in self.hold.held()}
+        if holding:
+            now = self.clock.seconds()
+            for conn in self.connections:
+                if conn in holding:
+                    conn.last_activity = now
+        super().close_idle_connections()
+
+
 class BrokerService(MultiService):
     """Runs one :class:`Broker`: store, listening port, timers, registration (ordered start/stop).
 
@@ -224,11 +255,13 @@ class BrokerService(MultiService):
         super().__init__()
         self.broker = broker
         self.endpoint = endpoint
-        self.factory = RemotingServerFactory(
+        self.factory = BrokerServerFactory(
             broker.dispatcher,
             broker.clock,
+            broker.hold,
             max_frame_size=broker.config.max_frame_size,
             on_connection_lost=self._connection_lost,
+            idle_timeout=broker.config.idle_timeout_s,
         )
         self.port: IListeningPort | None = None
         self._start_waiters: list[Deferred[None]] = []
@@ -432,11 +465,13 @@ def build_broker_service(
     writer: Writer = sync_writer,
     namesrv_addrs: Callable[[], list[str]] | None = None,
     ha_endpoint: IStreamServerEndpoint | None = None,
+    metrics_endpoint: IStreamServerEndpoint | None = None,
 ) -> BrokerService:
     """The broker service tree for ``config``, listening on ``endpoint``.
 
     ``ha_endpoint`` is the master's HA listener (rmq.broker.ha); a slave connects to its master
-    through ``client_endpoint_factory``.
+    through ``client_endpoint_factory``. ``metrics_endpoint`` serves the Prometheus page
+    (``GET /metrics``, docs/metrics.md; tap.py builds it from ``metricsPort``).
 
     ``store`` defaults to a :class:`MemoryMessageStore`; tap.py passes the file store.
     NameServer requests go through ``namesrv_client`` or a RemotingClient built on
@@ -468,4 +503,9 @@ def build_broker_service(
         store_config=store_config,
     )
     install_ha(broker, ha)
-    return BrokerService(broker, endpoint, close_client=close_client)
+    service = BrokerService(broker, endpoint, close_client=close_client)
+    if metrics_endpoint is not None and broker.stats is not None:
+        metrics = metrics_service(broker.stats, {"broker": config.broker_name}, metrics_endpoint)
+        metrics.setName("metrics")
+        metrics.setServiceParent(service)
+    return service

@@ -55,8 +55,12 @@ def make_broker_service(
     memory_store: bool = False,
     namesrv_addrs: Callable[[], list[str]] | None = None,
 ) -> BrokerService:
-    """The broker service on ``reactor`` with the file store (or the memory store)."""
+    """The broker service on ``reactor`` with the file store (or the memory store).
+
+    ``metricsPort`` > 0 adds the Prometheus page (``GET /metrics``) on that port.
+    """
     store = None if memory_store else FileMessageStore(store_config, reactor, reactor=reactor)
+    metrics = broker_config.metrics_endpoint
     return build_broker_service(
         broker_config,
         serverFromString(reactor, broker_config.listen_endpoint),
@@ -67,6 +71,7 @@ def make_broker_service(
         writer=thread_writer(reactor),
         namesrv_addrs=namesrv_addrs,
         ha_endpoint=serverFromString(reactor, broker_config.ha_listen_endpoint),
+        metrics_endpoint=serverFromString(reactor, metrics) if metrics is not None else None,
     )
 
 

@@ -42,6 +42,7 @@ from rmq.broker.config import BrokerConfig
 from rmq.broker.identity import BrokerIdentity
 from rmq.broker.interfaces import ISendMessageHook
 from rmq.broker.offsets import ConsumerOffsetManager
+from rmq.broker.records import copy_record, stored_properties
 from rmq.broker.topic import (
     TRANS_CHECK_MAX_TIME_TOPIC,
     TRANS_HALF_TOPIC,
@@ -60,7 +61,6 @@ from rmq.common.message import (
     TRAN_PREPARED_QUEUE_OFFSET,
     TRANSACTION_CHECK_TIMES,
     UNIQ_KEY,
-    WAIT,
     BrokerMessage,
     MessageExt,
     MessageSysFlag,
@@ -91,10 +91,6 @@ class TransactionConfig:
     check_interval_ms: int = 60_000
     #: ``transactionCheckMax``: checks before a half message is discarded.
     check_max: int = 15
-
-
-def _strip(props: dict[str, str]) -> str:
-    return properties_to_string({k: v for k, v in props.items() if k != WAIT})
 
 
 @implementer(ISendMessageHook)
@@ -130,7 +126,7 @@ class TransactionHook:
         msg.sys_flag = MessageSysFlag.reset_transaction_type(
             msg.sys_flag, MessageSysFlag.TRANSACTION_NOT_TYPE
         )
-        msg.properties_str = _strip(props)
+        msg.properties_str = stored_properties(props)
 
 
 def final_message(half: MessageExt) -> BrokerMessage:
@@ -140,19 +136,12 @@ def final_message(half: MessageExt) -> BrokerMessage:
     stored record shows); sysFlag COMMIT; prepared-transaction offset = the half's commit offset.
     """
     props = {k: v for k, v in half.properties.items() if k != TRAN_PREPARED_QUEUE_OFFSET}
-    return BrokerMessage(
-        topic=props.get(REAL_TOPIC, half.topic),
-        queue_id=int(props.get(REAL_QID, "0")),
-        body=half.body,
-        flag=half.flag,
-        properties=props,
-        properties_str=_strip(props),
-        tags_code=tags_hash(props.get(TAGS)),
-        born_timestamp=half.born_timestamp,
-        born_host=half.born_host,
-        store_host=half.store_host,
+    return copy_record(
+        half,
+        props.get(REAL_TOPIC, half.topic),
+        int(props.get(REAL_QID, "0")),
+        props,
         sys_flag=MessageSysFlag.reset_transaction_type(half.sys_flag, COMMIT),
-        reconsume_times=half.reconsume_times,
         prepared_transaction_offset=half.commit_log_offset,
     )
 
@@ -394,20 +383,7 @@ class TransactionalMessageCheckService:
         props = dict(half.properties)
         props[TRANSACTION_CHECK_TIMES] = str(pending.check_times + 1)
         props[TRAN_PREPARED_QUEUE_OFFSET] = str(qoff)
-        copy = BrokerMessage(
-            topic=TRANS_HALF_TOPIC,
-            queue_id=0,
-            body=half.body,
-            flag=half.flag,
-            properties=props,
-            properties_str=_strip(props),
-            tags_code=tags_hash(props.get(TAGS)),
-            born_timestamp=half.born_timestamp,
-            born_host=half.born_host,
-            store_host=half.store_host,
-            sys_flag=half.sys_flag,
-            reconsume_times=half.reconsume_times,
-        )
+        copy = copy_record(half, TRANS_HALF_TOPIC, 0, props)
         result = await self._store.put_message(copy)
         if not result.status.stored:
             self.log.error(
@@ -477,21 +453,7 @@ class TransactionalMessageCheckService:
             topic=TRANS_CHECK_MAX_TIME_TOPIC,
         )
         self._topics.create_topic_if_absent(TRANS_CHECK_MAX_TIME_TOPIC, 1)
-        props = dict(half.properties)
-        given_up = BrokerMessage(
-            topic=TRANS_CHECK_MAX_TIME_TOPIC,
-            queue_id=0,
-            body=half.body,
-            flag=half.flag,
-            properties=props,
-            properties_str=_strip(props),
-            tags_code=tags_hash(props.get(TAGS)),
-            born_timestamp=half.born_timestamp,
-            born_host=half.born_host,
-            store_host=half.store_host,
-            sys_flag=half.sys_flag,
-            reconsume_times=half.reconsume_times,
-        )
+        given_up = copy_record(half, TRANS_CHECK_MAX_TIME_TOPIC, 0, dict(half.properties))
         await self._store.put_message(given_up)
         await self.put_op(qoff)
 

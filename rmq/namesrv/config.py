@@ -4,7 +4,8 @@ Keys are RocketMQ's (``listenPort``, ``kvConfigPath``, ``rocketmqHome``, ``order
 …), so an existing ``namesrv.conf`` works. Keys rmq adds are named in the same style:
 ``bindAddress`` (interface to listen on), ``scanNotActiveBrokerInterval`` and
 ``brokerChannelExpiredTime`` (milliseconds; 10 s and 120 s are RocketMQ 4.x's fixed values),
-``maxFrameSize`` (bytes).
+``maxFrameSize`` (bytes). ``serverChannelMaxIdleTimeSeconds`` (120 s) is Java's
+``NettyServerConfig`` key: connections idle that long are closed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def _port(value: int) -> None:
 def _positive(value: int) -> None:
     if value <= 0:
         raise ValueError("must be positive")
+
+
+def _not_negative(value: int) -> None:
+    if value < 0:
+        raise ValueError("must not be negative")
 
 
 def _default_home() -> str:
@@ -64,11 +70,21 @@ class NamesrvConfig:
     max_frame_size: int = attrs.field(
         default=16 * 1024 * 1024, metadata={"key": "maxFrameSize", "check": _positive}
     )
+    #: Close a connection without any read or write for this many seconds; 0 = never (Java's
+    #: ``NettyServerConfig.serverChannelMaxIdleTimeSeconds``).
+    server_channel_max_idle_time_s: int = attrs.field(
+        default=120, metadata={"key": "serverChannelMaxIdleTimeSeconds", "check": _not_negative}
+    )
 
     @property
     def listen(self) -> str:
         """The server endpoint string, e.g. ``tcp:9876:interface=0.0.0.0``."""
         return f"tcp:{self.listen_port}:interface={self.bind_address}"
+
+    @property
+    def idle_timeout_s(self) -> float | None:
+        """``serverChannelMaxIdleTimeSeconds`` for the remoting factory (None = never)."""
+        return float(self.server_channel_max_idle_time_s) or None
 
     @property
     def black_list(self) -> frozenset[str]:

@@ -160,6 +160,7 @@ class NamesrvService(MultiService):
             clock,
             max_frame_size=config.max_frame_size,
             on_connection_lost=self._connection_lost,
+            idle_timeout=config.idle_timeout_s,
         )
         scan = TimerService(
             config.scan_not_active_broker_interval_ms / 1000.0,

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from rmq.broker.config import BrokerConfig
 from rmq.broker.service import BrokerService, build_broker_service
-from rmq.remoting.codes import RequestCode
+from rmq.remoting.codec import encode
+from rmq.remoting.codes import RequestCode, ResponseCode
+from rmq.remoting.command import new_request
+from rmq.remoting.protocol import RemotingProtocol
 from rmq.store.memory import MemoryMessageStore
 from tests.broker.support import FakeConnection, FakeNameServerClient
+from tests.namesrv.support import split_frames
 
 
 class BrokerServiceTests(SynchronousTestCase):
@@ -146,6 +151,83 @@ class BrokerServiceTests(SynchronousTestCase):
         response = self.successResultOf(d)
         assert response is not None
         self.assertEqual(response.code, 19)
+
+
+class IdleConnectionTests(SynchronousTestCase):
+    """serverChannelMaxIdleTimeSeconds on the broker's port, with long polling."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(1_800_000_000)
+        config = BrokerConfig(
+            namesrv_addr="127.0.0.1:9876", listen_port=10911, store_path_root_dir=self.mktemp()
+        )
+        self.svc = build_broker_service(
+            config,
+            TCP4ServerEndpoint(self.reactor, 10911),
+            self.reactor,
+            store=MemoryMessageStore(self.reactor),
+            namesrv_client=FakeNameServerClient(),
+        )
+        self.svc.startService()
+        self.successResultOf(self.svc.when_started())
+        self.svc.broker.topics.create_topic_in_send("T", "TBW102", 4)
+        self.factory = self.svc.factory
+        self.factory.doStart()  # what listening does; MemoryReactor does not
+
+    def tearDown(self) -> None:
+        d = self.svc.stopService()
+        for conn in list(self.factory.connections):
+            conn.connectionLost()
+        self.successResultOf(d)
+        self.factory.doStop()
+
+    def connect(self) -> tuple[StringTransport, RemotingProtocol]:
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50001))
+        proto = self.factory.buildProtocol(None)
+        proto.makeConnection(transport)
+        return transport, proto
+
+    def test_idle_timeout_is_javas(self) -> None:
+        """The broker's factory closes connections idle for 120 s by default."""
+        self.assertEqual(self.factory.idle_timeout, 120.0)
+        transport, _ = self.connect()
+        self.reactor.advance(119)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(30)
+        self.assertTrue(transport.disconnecting)
+
+    def test_held_pull_keeps_connection_open(self) -> None:
+        """A pull held longer than the idle timeout keeps its connection; once answered, the
+        idle clock starts again."""
+        transport, proto = self.connect()
+        pull = new_request(
+            RequestCode.PULL_MESSAGE,
+            {
+                "consumerGroup": "G",
+                "topic": "T",
+                "queueId": 0,
+                "queueOffset": 0,
+                "maxMsgNums": 32,
+                "sysFlag": 6,
+                "commitOffset": 0,
+                "suspendTimeoutMillis": 300_000,
+                "subscription": "*",
+                "subVersion": 0,
+            },
+        )
+        proto.dataReceived(encode(pull))
+        self.assertEqual(transport.value(), b"")
+        self.reactor.advance(299)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        self.reactor.advance(1)
+        (response,) = split_frames(transport.value())
+        self.assertEqual(response.code, ResponseCode.PULL_NOT_FOUND)
+        self.reactor.advance(119)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(30)
+        self.assertTrue(transport.disconnecting)
 
 
 class StartFailureTests(SynchronousTestCase):

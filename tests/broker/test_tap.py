@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from rmq.broker.config import load_broker_config
-from rmq.broker.tap import Options
+from rmq.broker.config import configs_from_properties, load_broker_config
+from rmq.broker.service import BrokerService
+from rmq.broker.tap import Options, make_broker_service
 from rmq.standalone import Options as StandaloneOptions
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,3 +77,44 @@ class StandaloneOptionsTests(SynchronousTestCase):
     def test_bad_port(self) -> None:
         """A non-numeric port is refused."""
         self.assertRaises(UsageError, StandaloneOptions().parseOptions, ["--broker-port", "x"])
+
+
+class MetricsPortTests(SynchronousTestCase):
+    """``metricsPort`` wires the Prometheus page of docs/metrics.md into the broker's tree."""
+
+    def build(self, extra: dict[str, str]) -> tuple[MemoryReactorClock, BrokerService]:
+        reactor = MemoryReactorClock()
+        props = {"listenPort": "10911", "storePathRootDir": self.mktemp(), **extra}
+        broker_config, store_config = configs_from_properties(props)
+        service = make_broker_service(reactor, broker_config, store_config, memory_store=True)
+        return reactor, service
+
+    def test_off_by_default(self) -> None:
+        """Without metricsPort the broker's tree has no metrics service."""
+        _, service = self.build({})
+        self.assertRaises(KeyError, service.getServiceNamed, "metrics")
+
+    def test_metrics_port_serves_prometheus_page(self) -> None:
+        """metricsPort=N adds a child service listening on N (listenInterface) that answers
+        GET /metrics with the broker's counters labelled with its name."""
+        reactor, service = self.build({"metricsPort": "5557", "brokerName": "broker-m"})
+        metrics = service.getServiceNamed("metrics")
+        metrics.startService()  # the broker's startService starts it with its other children
+        ((port, factory, _, interface),) = reactor.tcpServers
+        self.assertEqual((port, interface), (5557, "0.0.0.0"))
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        assert proto is not None
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        answer = transport.value()
+        self.assertIn(b"200 OK", answer.split(b"\r\n", 1)[0])
+        self.assertIn(b'rmq_broker_put_messages_total{broker="broker-m"} 0', answer)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(metrics.stopService())
+
+    def test_bad_metrics_port_refused(self) -> None:
+        """A negative metricsPort is a usage error naming the key."""
+        with self.assertRaises(UsageError) as cm:
+            configs_from_properties({"metricsPort": "-1"})
+        self.assertIn("metricsPort", str(cm.exception))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from rmq.common.route import BrokerData, DataVersion, QueueData
@@ -170,6 +171,18 @@ class RouteInfoManagerTests(SynchronousTestCase):
         self.assertEqual(self.routes.cluster_addr_table, {})
         self.assertEqual(self.routes.topic_queue_table, {})
         self.assertEqual(self.routes.broker_live_table, {})
+
+    def test_unregister_logs_once_per_broker(self) -> None:
+        """Removing a broker with many topics logs one event with the count, not one per topic."""
+        many = topics(*((f"T{i}", 1, 1, 6) for i in range(1000)))
+        self.register(tcs=many)
+        self.register(B_MASTER, name="broker-b", tcs=topics(("T0", 1, 1, 6)))
+        with capturedLogs() as events:
+            self.routes.unregister_broker(CLUSTER, A_MASTER, "broker-a", 0)
+        self.assertEqual(len(self.routes.topic_queue_table), 1)
+        removed = [e for e in events if "removed" in e]
+        self.assertEqual([(e["broker_name"], e["removed"]) for e in removed], [("broker-a", 999)])
+        self.assertLessEqual(len(events), 2)
 
     def test_unregister_master_keeps_route_via_slave(self) -> None:
         """With a slave left, the topic's queue data stays and the route lists only the slave."""

@@ -85,6 +85,27 @@ class NamesrvServiceTests(SynchronousTestCase):
         proto.connectionLost()  # type: ignore[attr-defined]
         self.successResultOf(self.service.stopService())
 
+    def test_idle_connection_closed_after_120_s(self) -> None:
+        """A connection silent for serverChannelMaxIdleTimeSeconds (120 s) is closed; a talking
+        one stays open."""
+        factory = self.service.factory
+        self.assertEqual(factory.idle_timeout, 120.0)
+        factory.doStart()  # what listening does; MemoryReactor does not
+        self.addCleanup(factory.doStop)
+        quiet, _ = self.connect(50010)
+        talking, proto = self.connect(50011)
+        ask = encode(new_request(RequestCode.GET_ALL_TOPIC_LIST_FROM_NAMESERVER))
+        self.reactor.advance(90)
+        proto.dataReceived(ask)  # type: ignore[attr-defined]
+        self.reactor.advance(29)
+        self.assertFalse(quiet.disconnecting)
+        self.reactor.advance(1)
+        self.assertTrue(quiet.disconnecting)
+        self.reactor.advance(60)
+        self.assertFalse(talking.disconnecting)
+        self.reactor.advance(30)
+        self.assertTrue(talking.disconnecting)
+
     def test_connection_loss_drops_broker(self) -> None:
         """Losing the broker's connection drops it at once."""
         self.service.startService()
