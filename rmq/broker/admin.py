@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.usage import UsageError
-from zope.interface import implementer
 
 from rmq.broker.clients import ConsumerManager, ProducerManager
+from rmq.broker.codetable import CodeTableProcessor
 from rmq.broker.config import BrokerConfig
 from rmq.broker.dataversion import DataVersion
 from rmq.broker.identity import BrokerIdentity
@@ -47,13 +47,13 @@ from rmq.broker.topic import (
     topic_name_problem,
 )
 from rmq.common import fastjson
-from rmq.common.asyncutil import deferred_api, now_ms
+from rmq.common.asyncutil import now_ms
 from rmq.common.atomicfile import read_with_backup
 from rmq.common.config import apply_properties, config_to_properties, parse_properties
 from rmq.common.errors import RMQError
 from rmq.remoting.codes import CURRENT_VERSION, RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request, new_response
-from rmq.remoting.interfaces import IRemotingConnection, IRequestProcessor
+from rmq.remoting.interfaces import IRemotingConnection
 from rmq.store.interfaces import IMessageStore
 
 if TYPE_CHECKING:
@@ -120,8 +120,7 @@ def _error(code: int, remark: str) -> RMQError:
 # topics
 
 
-@implementer(IRequestProcessor)
-class TopicAdminProcessor:
+class TopicAdminProcessor(CodeTableProcessor):
     """Codes 17, 215, 21, 202, 321 (Java ``AdminBrokerProcessor``, topic part)."""
 
     log = Logger()
@@ -141,40 +140,37 @@ class TopicAdminProcessor:
         self.store = store
         self.consumers = consumers
         self.stats = stats
+        self.handlers = {
+            RequestCode.UPDATE_AND_CREATE_TOPIC: self._update_and_create,
+            RequestCode.DELETE_TOPIC_IN_BROKER: self._delete,
+            RequestCode.GET_ALL_TOPIC_CONFIG: self._all_topic_config,
+            RequestCode.GET_TOPIC_STATS_INFO: self._topic_stats,
+            RequestCode.QUERY_CONSUME_QUEUE: self._query_consume_queue,
+        }
 
-    def process_request(
-        self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> Deferred[RemotingCommand | None]:
-        """Dispatch on the request code."""
-        return self._process(request)
-
-    @deferred_api
-    async def _process(self, request: RemotingCommand) -> RemotingCommand | None:
-        code = request.code
-        if code == RequestCode.UPDATE_AND_CREATE_TOPIC:
-            return self._update_and_create(request)
-        if code == RequestCode.DELETE_TOPIC_IN_BROKER:
-            return await self._delete(request)
-        if code == RequestCode.GET_ALL_TOPIC_CONFIG:
-            if not len(self.topics):
-                raise _error(ResponseCode.SYSTEM_ERROR, "No topic in this broker")
-            return new_response(request, body=self.topics.encode_compact())
-        if code == RequestCode.GET_TOPIC_STATS_INFO:
-            return await self._topic_stats(request)
-        if code == RequestCode.QUERY_CONSUME_QUEUE:
-            return await self._query_consume_queue(request)
-        raise _error(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request type {code} not supported")
-
-    def _update_and_create(self, request: RemotingCommand) -> RemotingCommand:
-        topic = request.ext_str("topic")
-        problem = topic_name_problem(topic)
-        if problem is not None:
-            raise _error(ResponseCode.SYSTEM_ERROR, problem)
+    def _check_not_system(self, topic: str) -> None:
+        """Refuse the cluster's own topic and RocketMQ's system topics (Java's remark)."""
         if topic == self.identity.cluster_name or is_system_topic(topic):
             raise _error(
                 ResponseCode.SYSTEM_ERROR,
                 f"The topic[{topic}] is conflict with system topic.",
             )
+
+    def _all_topic_config(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        if not len(self.topics):
+            raise _error(ResponseCode.SYSTEM_ERROR, "No topic in this broker")
+        return new_response(request, body=self.topics.encode_compact())
+
+    def _update_and_create(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        topic = request.ext_str("topic")
+        problem = topic_name_problem(topic)
+        if problem is not None:
+            raise _error(ResponseCode.SYSTEM_ERROR, problem)
+        self._check_not_system(topic)
         if not self.config.is_master:
             raise _error(
                 ResponseCode.NO_PERMISSION,
@@ -197,13 +193,11 @@ class TopicAdminProcessor:
         self.topics.update_topic_config(config)
         return new_response(request, remark=DEFAULT_REMARK)
 
-    async def _delete(self, request: RemotingCommand) -> RemotingCommand:
+    async def _delete(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
         topic = request.ext_str("topic")
-        if is_system_topic(topic) or topic == self.identity.cluster_name:
-            raise _error(
-                ResponseCode.SYSTEM_ERROR,
-                f"The topic[{topic}] is conflict with system topic.",
-            )
+        self._check_not_system(topic)
         self.topics.delete_topic_config(topic)
         if self.stats is not None:
             self.stats.topic_puts.pop(topic, None)
@@ -216,7 +210,9 @@ class TopicAdminProcessor:
                 await result
         return new_response(request)
 
-    async def _topic_stats(self, request: RemotingCommand) -> RemotingCommand:
+    async def _topic_stats(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
         topic = request.ext_str("topic")
         config = self.topics.select(topic)
         if config is None:
@@ -235,7 +231,9 @@ class TopicAdminProcessor:
             }
         return new_response(request, body=fastjson.dumps({"offsetTable": table}))
 
-    async def _query_consume_queue(self, request: RemotingCommand) -> RemotingCommand:
+    async def _query_consume_queue(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
         topic = request.ext_str("topic")
         qid = request.ext_int("queueId")
         index = request.ext_int("index")
@@ -276,8 +274,7 @@ class TopicAdminProcessor:
 # groups, offsets, connections
 
 
-@implementer(IRequestProcessor)
-class GroupAdminProcessor:
+class GroupAdminProcessor(CodeTableProcessor):
     """Consumer/producer group administration (Java ``AdminBrokerProcessor``, ``Broker2Client``).
 
     Answers codes 200, 201, 207, 208, 300, 43, 45, 203, 204, 222, 307 and 309.
@@ -306,57 +303,70 @@ class GroupAdminProcessor:
         self.store = store
         self.stats = stats
         self.delay_offsets = delay_offsets
+        self.handlers = {
+            RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: self._update_group,
+            RequestCode.GET_ALL_SUBSCRIPTIONGROUP_CONFIG: self._all_groups,
+            RequestCode.DELETE_SUBSCRIPTIONGROUP: self._delete_group,
+            RequestCode.GET_CONSUME_STATS: self._consume_stats,
+            RequestCode.QUERY_TOPIC_CONSUME_BY_WHO: self._consumed_by_who,
+            RequestCode.GET_ALL_CONSUMER_OFFSET: self._all_consumer_offsets,
+            RequestCode.GET_ALL_DELAY_OFFSET: self._all_delay_offsets,
+            RequestCode.GET_CONSUMER_CONNECTION_LIST: self._consumer_connections,
+            RequestCode.GET_PRODUCER_CONNECTION_LIST: self._producer_connections,
+            RequestCode.INVOKE_BROKER_TO_RESET_OFFSET: self._reset_offset,
+            RequestCode.GET_CONSUMER_RUNNING_INFO: self._relay,
+            RequestCode.CONSUME_MESSAGE_DIRECTLY: self._relay,
+        }
 
-    def process_request(
+    def _all_groups(
         self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> Deferred[RemotingCommand | None]:
-        """Dispatch on the request code."""
-        return self._process(request)
+    ) -> RemotingCommand:
+        return new_response(request, body=fastjson.dumps(self.groups.to_json()))
 
-    @deferred_api
-    async def _process(self, request: RemotingCommand) -> RemotingCommand | None:
-        code = request.code
-        if code == RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP:
-            return self._update_group(request)
-        if code == RequestCode.GET_ALL_SUBSCRIPTIONGROUP_CONFIG:
-            return new_response(request, body=fastjson.dumps(self.groups.to_json()))
-        if code == RequestCode.DELETE_SUBSCRIPTIONGROUP:
-            group = request.ext_str("groupName")
-            self.groups.delete(group)
-            if request.ext_bool("removeOffset", False):
-                self.offsets.remove_group(group)
-            return new_response(request)
-        if code == RequestCode.GET_CONSUME_STATS:
-            return await self._consume_stats(request)
-        if code == RequestCode.QUERY_TOPIC_CONSUME_BY_WHO:
-            topic = request.ext_str("topic")
-            names = set(self.consumers.groups_of_topic(topic)) | self.offsets.groups_of_topic(topic)
-            return new_response(request, body=fastjson.dumps({"groupList": sorted(names)}))
-        if code == RequestCode.GET_ALL_CONSUMER_OFFSET:
-            return new_response(request, body=self.offsets.encode_compact())
-        if code == RequestCode.GET_ALL_DELAY_OFFSET:
-            table = self.delay_offsets()
-            if table is None:
-                raise _error(ResponseCode.SYSTEM_ERROR, "No delay offset in this broker")
-            return new_response(
-                request, body=fastjson.dumps({"offsetTable": dict(sorted(table.items()))})
-            )
-        if code == RequestCode.GET_CONSUMER_CONNECTION_LIST:
-            return self._consumer_connections(request)
-        if code == RequestCode.GET_PRODUCER_CONNECTION_LIST:
-            group = request.ext_str("producerGroup")
-            channels = self.producers.channels(group)
-            if not channels:
-                raise _error(ResponseCode.SYSTEM_ERROR, f"the producer group[{group}] not exist")
-            body = {"connectionSet": [_connection_json(c) for c in channels]}
-            return new_response(request, body=fastjson.dumps(body))
-        if code == RequestCode.INVOKE_BROKER_TO_RESET_OFFSET:
-            return await self._reset_offset(request)
-        if code in (RequestCode.GET_CONSUMER_RUNNING_INFO, RequestCode.CONSUME_MESSAGE_DIRECTLY):
-            return await self._relay(request)
-        raise _error(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request type {code} not supported")
+    def _delete_group(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        group = request.ext_str("groupName")
+        self.groups.delete(group)
+        if request.ext_bool("removeOffset", False):
+            self.offsets.remove_group(group)
+        return new_response(request)
 
-    def _update_group(self, request: RemotingCommand) -> RemotingCommand:
+    def _consumed_by_who(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        topic = request.ext_str("topic")
+        names = set(self.consumers.groups_of_topic(topic)) | self.offsets.groups_of_topic(topic)
+        return new_response(request, body=fastjson.dumps({"groupList": sorted(names)}))
+
+    def _all_consumer_offsets(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        return new_response(request, body=self.offsets.encode_compact())
+
+    def _all_delay_offsets(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        table = self.delay_offsets()
+        if table is None:
+            raise _error(ResponseCode.SYSTEM_ERROR, "No delay offset in this broker")
+        return new_response(
+            request, body=fastjson.dumps({"offsetTable": dict(sorted(table.items()))})
+        )
+
+    def _producer_connections(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        group = request.ext_str("producerGroup")
+        channels = self.producers.channels(group)
+        if not channels:
+            raise _error(ResponseCode.SYSTEM_ERROR, f"the producer group[{group}] not exist")
+        body = {"connectionSet": [_connection_json(c) for c in channels]}
+        return new_response(request, body=fastjson.dumps(body))
+
+    def _update_group(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
         try:
             obj = fastjson.loads(request.body)
         except ValueError as e:
@@ -369,7 +379,9 @@ class GroupAdminProcessor:
         self.groups.update(config)
         return new_response(request)
 
-    async def _consume_stats(self, request: RemotingCommand) -> RemotingCommand:
+    async def _consume_stats(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
         group = request.ext_str("consumerGroup")
         wanted = request.ext_fields.get("topic") or ""
         topics = [wanted] if wanted else sorted(self.offsets.topics_of_group(group))
@@ -397,7 +409,9 @@ class GroupAdminProcessor:
         body = {"consumeTps": self.stats.group_tps(group), "offsetTable": table}
         return new_response(request, body=fastjson.dumps(body))
 
-    def _consumer_connections(self, request: RemotingCommand) -> RemotingCommand:
+    def _consumer_connections(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
         group = request.ext_str("consumerGroup")
         info = self.consumers.group(group)
         if info is None or not info.channels:
@@ -445,7 +459,9 @@ class GroupAdminProcessor:
             targets[qid] = target if force or target < current else current
         return targets
 
-    async def _reset_offset(self, request: RemotingCommand) -> RemotingCommand:
+    async def _reset_offset(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
         topic = request.ext_str("topic")
         group = request.ext_str("group")
         timestamp = request.ext_int("timestamp")
@@ -499,7 +515,9 @@ class GroupAdminProcessor:
         )
         return new_response(request, body=java_body)
 
-    async def _relay(self, request: RemotingCommand) -> RemotingCommand:
+    async def _relay(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
         group = request.ext_str("consumerGroup")
         client_id = request.ext_str("clientId")
         info = self.consumers.group(group)
@@ -623,8 +641,7 @@ def _config_holders(broker: Broker) -> list[Any]:
     return holders
 
 
-@implementer(IRequestProcessor)
-class BrokerAdminProcessor:
+class BrokerAdminProcessor(CodeTableProcessor):
     """Codes 25, 26, 28 (Java ``AdminBrokerProcessor`` config/runtime part)."""
 
     def __init__(
@@ -638,28 +655,31 @@ class BrokerAdminProcessor:
         self.stats = stats
         self.updater = updater
         self.delay_offsets = delay_offsets
+        self.handlers = {
+            RequestCode.GET_BROKER_RUNTIME_INFO: self._runtime_info,
+            RequestCode.GET_BROKER_CONFIG: self._broker_config,
+            RequestCode.UPDATE_BROKER_CONFIG: self._update_broker_config,
+        }
 
-    def process_request(
+    async def _runtime_info(
         self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> Deferred[RemotingCommand | None]:
-        """Dispatch on the request code."""
-        return self._process(request)
+    ) -> RemotingCommand:
+        table = await self.runtime_info()
+        return new_response(request, body=fastjson.dumps({"table": table}))
 
-    @deferred_api
-    async def _process(self, request: RemotingCommand) -> RemotingCommand | None:
-        code = request.code
-        if code == RequestCode.GET_BROKER_RUNTIME_INFO:
-            table = await self.runtime_info()
-            return new_response(request, body=fastjson.dumps({"table": table}))
-        if code == RequestCode.GET_BROKER_CONFIG:
-            body = "".join(f"{k}={v}\n" for k, v in self.config_properties().items())
-            version = fastjson.dumps(self.updater.data_version.to_json()).decode("ascii")
-            return new_response(request, ext_fields={"version": version}, body=body.encode("utf-8"))
-        if code == RequestCode.UPDATE_BROKER_CONFIG:
-            text = request.body.decode("utf-8", "replace")
-            self.updater.update(parse_properties(text))
-            return new_response(request)
-        raise _error(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request type {code} not supported")
+    def _broker_config(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        body = "".join(f"{k}={v}\n" for k, v in self.config_properties().items())
+        version = fastjson.dumps(self.updater.data_version.to_json()).decode("ascii")
+        return new_response(request, ext_fields={"version": version}, body=body.encode("utf-8"))
+
+    def _update_broker_config(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        text = request.body.decode("utf-8", "replace")
+        self.updater.update(parse_properties(text))
+        return new_response(request)
 
     def config_properties(self) -> dict[str, str]:
         """Every broker key with its current value, then the store's keys."""
@@ -764,54 +784,13 @@ def install_admin(broker: Broker) -> BrokerStats:
     )
     updater = BrokerConfigUpdater(broker)
     broker_admin = BrokerAdminProcessor(broker, stats, updater, delay)
-    _register(
-        broker,
-        topic_admin,
-        (
-            RequestCode.UPDATE_AND_CREATE_TOPIC,
-            RequestCode.DELETE_TOPIC_IN_BROKER,
-            RequestCode.GET_ALL_TOPIC_CONFIG,
-            RequestCode.GET_TOPIC_STATS_INFO,
-            RequestCode.QUERY_CONSUME_QUEUE,
-        ),
-    )
-    _register(
-        broker,
-        group_admin,
-        (
-            RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
-            RequestCode.GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
-            RequestCode.DELETE_SUBSCRIPTIONGROUP,
-            RequestCode.GET_CONSUME_STATS,
-            RequestCode.QUERY_TOPIC_CONSUME_BY_WHO,
-            RequestCode.GET_ALL_CONSUMER_OFFSET,
-            RequestCode.GET_ALL_DELAY_OFFSET,
-            RequestCode.GET_CONSUMER_CONNECTION_LIST,
-            RequestCode.GET_PRODUCER_CONNECTION_LIST,
-            RequestCode.INVOKE_BROKER_TO_RESET_OFFSET,
-            RequestCode.GET_CONSUMER_RUNNING_INFO,
-            RequestCode.CONSUME_MESSAGE_DIRECTLY,
-        ),
-    )
-    _register(
-        broker,
-        broker_admin,
-        (
-            RequestCode.GET_BROKER_RUNTIME_INFO,
-            RequestCode.GET_BROKER_CONFIG,
-            RequestCode.UPDATE_BROKER_CONFIG,
-        ),
-    )
+    for processor in (topic_admin, group_admin, broker_admin):
+        processor.register_with(broker.dispatcher)
     try:
         updater.load_overlay()
     except RMQError as e:
         Logger().warn("Ignoring {path}: {error}", path=updater.path, error=e.remark)
     return stats
-
-
-def _register(broker: Broker, processor: IRequestProcessor, codes: Iterable[int]) -> None:
-    for code in codes:
-        broker.dispatcher.register(code, processor)
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from rmq.broker.clients import ConsumerManager, ProducerManager, parse_heartbeat
+from rmq.broker.codetable import CodeTableProcessor
 from rmq.broker.interfaces import IConsumerIdsChangeListener
 from rmq.broker.subscription import SubscriptionGroupManager
 from rmq.broker.topic import PERM_READ, PERM_WRITE, TopicConfigManager, retry_topic
@@ -20,7 +21,7 @@ from rmq.common import fastjson
 from rmq.common.errors import RMQError
 from rmq.remoting.codes import LanguageCode, RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request, new_response
-from rmq.remoting.interfaces import IRemotingConnection, IRequestProcessor
+from rmq.remoting.interfaces import IRemotingConnection
 
 
 def language_name(code: int) -> str:
@@ -53,8 +54,7 @@ class ConsumerIdsNotifier:
                 )
 
 
-@implementer(IRequestProcessor)
-class ClientManageProcessor:
+class ClientManageProcessor(CodeTableProcessor):
     """Codes 34, 35 and 38."""
 
     log = Logger()
@@ -70,20 +70,11 @@ class ClientManageProcessor:
         self.groups = groups
         self.consumers = consumers
         self.producers = producers
-
-    def process_request(
-        self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> RemotingCommand:
-        """Dispatch on the request code."""
-        if request.code == RequestCode.HEART_BEAT:
-            return self.heart_beat(connection, request)
-        if request.code == RequestCode.UNREGISTER_CLIENT:
-            return self.unregister_client(connection, request)
-        if request.code == RequestCode.GET_CONSUMER_LIST_BY_GROUP:
-            return self.get_consumer_list_by_group(request)
-        raise RMQError(
-            f" request type {request.code} not supported", ResponseCode.REQUEST_CODE_NOT_SUPPORTED
-        )
+        self.handlers = {
+            RequestCode.HEART_BEAT: self.heart_beat,
+            RequestCode.UNREGISTER_CLIENT: self.unregister_client,
+            RequestCode.GET_CONSUMER_LIST_BY_GROUP: self.get_consumer_list_by_group,
+        }
 
     def heart_beat(
         self, connection: IRemotingConnection, request: RemotingCommand
@@ -131,7 +122,9 @@ class ClientManageProcessor:
             self.consumers.unregister_consumer(consumer_group, connection, notify)
         return new_response(request, ext_fields={})
 
-    def get_consumer_list_by_group(self, request: RemotingCommand) -> RemotingCommand:
+    def get_consumer_list_by_group(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
         """``{"consumerIdList":[...]}`` of the live members, or SYSTEM_ERROR when none."""
         group = request.ext_str("consumerGroup")
         ids = self.consumers.client_ids(group)

@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from zope.interface import implementer
-
+from rmq.broker.codetable import CodeTableProcessor
 from rmq.broker.offsets import ConsumerOffsetManager
-from rmq.common.errors import RMQError
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_response
-from rmq.remoting.interfaces import IRemotingConnection, IRequestProcessor
+from rmq.remoting.interfaces import IRemotingConnection
 from rmq.store.interfaces import IMessageStore
 
 #: Java answers 0 for an offset-less group while the queue's first message is "in memory":
@@ -30,8 +28,7 @@ def physical_memory_bytes() -> int:
         return 8 << 30
 
 
-@implementer(IRequestProcessor)
-class ConsumerOffsetProcessor:
+class ConsumerOffsetProcessor(CodeTableProcessor):
     """Codes 14 and 15."""
 
     def __init__(
@@ -43,18 +40,10 @@ class ConsumerOffsetProcessor:
         self.offsets = offsets
         self.store = store
         self._memory_bytes = memory_bytes
-
-    def process_request(
-        self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> RemotingCommand:
-        """Dispatch on the request code."""
-        if request.code == RequestCode.QUERY_CONSUMER_OFFSET:
-            return self.query_consumer_offset(request)
-        if request.code == RequestCode.UPDATE_CONSUMER_OFFSET:
-            return self.update_consumer_offset(request)
-        raise RMQError(
-            f" request type {request.code} not supported", ResponseCode.REQUEST_CODE_NOT_SUPPORTED
-        )
+        self.handlers = {
+            RequestCode.QUERY_CONSUMER_OFFSET: self.query_consumer_offset,
+            RequestCode.UPDATE_CONSUMER_OFFSET: self.update_consumer_offset,
+        }
 
     def _start_in_memory(self) -> bool:
         """Approximates Java's checkInDiskByConsumeOffset(…, 0) == false: the whole commit log
@@ -62,7 +51,9 @@ class ConsumerOffsetProcessor:
         size = self.store.get_max_phy_offset() - self.store.get_min_phy_offset()
         return size < self._memory_bytes() * ACCESS_MESSAGE_IN_MEMORY_MAX_RATIO
 
-    def query_consumer_offset(self, request: RemotingCommand) -> RemotingCommand:
+    def query_consumer_offset(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
         """Stored offset; else 0 for a young queue; else QUERY_NOT_FOUND (§5.3)."""
         group = request.ext_str("consumerGroup")
         topic = request.ext_str("topic")
@@ -80,7 +71,9 @@ class ConsumerOffsetProcessor:
             {},
         )
 
-    def update_consumer_offset(self, request: RemotingCommand) -> RemotingCommand:
+    def update_consumer_offset(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
         """Store the offset as given (−1 included)."""
         self.offsets.commit_offset(
             request.ext_str("consumerGroup"),

@@ -7,73 +7,84 @@ GET_EARLIEST_MSG_STORETIME (32), VIEW_MESSAGE_BY_ID (33), QUERY_MESSAGE (12). Ja
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
-from zope.interface import implementer
-
+from rmq.broker.codetable import CodeTableProcessor
 from rmq.broker.config import BrokerConfig
-from rmq.common.asyncutil import deferred_api
-from rmq.common.errors import RMQError
 from rmq.common.message import UNIQUE_KEY_QUERY
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_response
-from rmq.remoting.interfaces import IRemotingConnection, IRequestProcessor
+from rmq.remoting.interfaces import IRemotingConnection
 from rmq.store.interfaces import IMessageStore
 
 
-@implementer(IRequestProcessor)
-class QueryProcessor:
+def queue_of(request: RemotingCommand) -> tuple[str, int]:
+    """The ``topic`` and ``queueId`` header fields (both required)."""
+    return request.ext_str("topic"), request.ext_int("queueId")
+
+
+class QueryProcessor(CodeTableProcessor):
     """Codes 12, 29, 30, 31, 32, 33."""
 
     def __init__(self, config: BrokerConfig, store: IMessageStore) -> None:
         self.config = config
         self.store = store
+        self.handlers = {
+            RequestCode.GET_MAX_OFFSET: self.get_max_offset,
+            RequestCode.GET_MIN_OFFSET: self.get_min_offset,
+            RequestCode.SEARCH_OFFSET_BY_TIMESTAMP: self.search_offset_by_timestamp,
+            RequestCode.GET_EARLIEST_MSG_STORETIME: self.get_earliest_msg_storetime,
+            RequestCode.VIEW_MESSAGE_BY_ID: self.view_message_by_id,
+            RequestCode.QUERY_MESSAGE: self.query_message,
+        }
 
-    def process_request(
+    def get_max_offset(
         self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> Deferred[RemotingCommand | None]:
-        """Dispatch on the request code."""
-        return self._process(request)
+    ) -> RemotingCommand:
+        """The queue's max offset (one past its last message)."""
+        offset = self.store.get_max_offset_in_queue(*queue_of(request))
+        return new_response(request, ext_fields={"offset": offset})
 
-    @deferred_api
-    async def _process(self, request: RemotingCommand) -> RemotingCommand | None:
-        code = request.code
-        if code == RequestCode.GET_MAX_OFFSET:
-            offset = self.store.get_max_offset_in_queue(
-                request.ext_str("topic"), request.ext_int("queueId")
-            )
-            return new_response(request, ext_fields={"offset": offset})
-        if code == RequestCode.GET_MIN_OFFSET:
-            offset = self.store.get_min_offset_in_queue(
-                request.ext_str("topic"), request.ext_int("queueId")
-            )
-            return new_response(request, ext_fields={"offset": offset})
-        if code == RequestCode.SEARCH_OFFSET_BY_TIMESTAMP:
-            offset = await self.store.get_offset_in_queue_by_time(
-                request.ext_str("topic"), request.ext_int("queueId"), request.ext_int("timestamp")
-            )
-            return new_response(request, ext_fields={"offset": offset})
-        if code == RequestCode.GET_EARLIEST_MSG_STORETIME:
-            ts = await self.store.get_earliest_message_time(
-                request.ext_str("topic"), request.ext_int("queueId")
-            )
-            return new_response(request, ext_fields={"timestamp": ts})
-        if code == RequestCode.VIEW_MESSAGE_BY_ID:
-            offset = request.ext_int("offset")
-            record = await self.store.look_message_by_offset(offset)
-            if record is None:
-                return new_response(
-                    request,
-                    ResponseCode.SYSTEM_ERROR,
-                    f"can not find message by the offset, {offset}",
-                )
-            return new_response(request, body=bytes(record))
-        if code == RequestCode.QUERY_MESSAGE:
-            return await self._query_message(request)
-        raise RMQError(
-            f" request type {code} not supported", ResponseCode.REQUEST_CODE_NOT_SUPPORTED
+    def get_min_offset(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        """The queue's min offset."""
+        offset = self.store.get_min_offset_in_queue(*queue_of(request))
+        return new_response(request, ext_fields={"offset": offset})
+
+    async def search_offset_by_timestamp(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        """The queue offset of the first message stored at or after ``timestamp`` (ms)."""
+        topic, queue_id = queue_of(request)
+        offset = await self.store.get_offset_in_queue_by_time(
+            topic, queue_id, request.ext_int("timestamp")
         )
+        return new_response(request, ext_fields={"offset": offset})
 
-    async def _query_message(self, request: RemotingCommand) -> RemotingCommand:
+    async def get_earliest_msg_storetime(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        """Store timestamp (ms) of the queue's first message."""
+        ts = await self.store.get_earliest_message_time(*queue_of(request))
+        return new_response(request, ext_fields={"timestamp": ts})
+
+    async def view_message_by_id(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        """The stored record at commit-log ``offset`` (the body), or SYSTEM_ERROR."""
+        offset = request.ext_int("offset")
+        record = await self.store.look_message_by_offset(offset)
+        if record is None:
+            return new_response(
+                request,
+                ResponseCode.SYSTEM_ERROR,
+                f"can not find message by the offset, {offset}",
+            )
+        return new_response(request, body=bytes(record))
+
+    async def query_message(
+        self, connection: IRemotingConnection, request: RemotingCommand
+    ) -> RemotingCommand:
+        """Messages by key (or unique key) within a time range, with the index's last update."""
         max_num = request.ext_int("maxNum")
         if request.ext_fields.get(UNIQUE_KEY_QUERY, "").lower() == "true":
             max_num = self.config.default_query_max_num

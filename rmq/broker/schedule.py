@@ -41,7 +41,7 @@ from rmq.broker.interfaces import ISendMessageHook
 from rmq.broker.records import copy_record, stored_properties
 from rmq.broker.topic import SCHEDULE_TOPIC, TRANS_HALF_TOPIC
 from rmq.common import fastjson
-from rmq.common.asyncutil import deferred_api, now_ms
+from rmq.common.asyncutil import CoalescingRunner, deferred_api, now_ms
 from rmq.common.errors import RMQError
 from rmq.common.message import (
     DELAY,
@@ -470,11 +470,12 @@ class TimerMessageService:
         self._persist = _Persist(clock, persist, self.table, flush_interval_s)
         self._heap: list[tuple[int, int]] = []  # (due ms, queue offset)
         self._scanned = 0
-        self._call: IDelayedCall | None = None
-        self._call_due = 0
-        self._running_task = False
-        self._again = False
-        self.running = False
+        self._runner = CoalescingRunner(clock, self._work, self._work_failed)
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        return self._runner.active
 
     def pending(self) -> list[tuple[int, int]]:
         """``(due ms, queue offset)`` of the parked messages known so far, earliest first."""
@@ -482,60 +483,25 @@ class TimerMessageService:
 
     def start(self) -> Deferred[None]:
         """Re-scan the timer queue from the persisted progress and schedule the earliest."""
-        self.running = True
         self._scanned = self.table.progress
         self._store.add_arrival_listener(self._on_arrival)
-        self._kick()
+        self._runner.start()
         return succeed(None)
 
     def stop(self) -> Deferred[None]:
         """Cancel the timer and write the progress if it changed."""
-        self.running = False
+        self._runner.stop()
         self._store.remove_arrival_listener(self._on_arrival)
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
         self._persist.stop()
         return succeed(None)
 
     def _on_arrival(self, topic: str, queue_id: int, queue_offset: int, tags_code: int) -> None:
         if topic == TIMER_TOPIC:
-            self._kick()
+            self._runner.kick()
 
-    def _kick(self) -> None:
-        if not self.running:
-            return
-        if self._running_task:
-            self._again = True
-            return
-        self._running_task = True
-        d = self._work()
-
-        def done(result: object) -> None:
-            self._running_task = False
-            if isinstance(result, Failure):
-                self.log.failure("Timer message delivery failed", result)
-                self._schedule(now_ms(self._clock) + int(DELIVERY_RETRY_S * 1000))
-            if self._again:
-                self._again = False
-                self._kick()
-
-        d.addBoth(done)
-
-    def _schedule(self, due: int) -> None:
-        if not self.running:
-            return
-        if self._call is not None and self._call.active():
-            if self._call_due <= due:
-                return
-            self._call.cancel()
-        self._call_due = due
-
-        def fire() -> None:
-            self._call = None
-            self._kick()
-
-        self._call = self._clock.callLater(max(0.0, (due - now_ms(self._clock)) / 1000.0), fire)
+    def _work_failed(self, failure: Failure) -> None:
+        self.log.failure("Timer message delivery failed", failure)
+        self._runner.run_at(now_ms(self._clock) + int(DELIVERY_RETRY_S * 1000))
 
     @deferred_api
     async def _work(self) -> None:
@@ -556,7 +522,7 @@ class TimerMessageService:
             due, qoff = self._heap[0]
             now = now_ms(self._clock)
             if due > now:
-                self._schedule(due)
+                self._runner.run_at(due)
                 return
             got = await store.get_messages(TIMER_TOPIC, 0, qoff, 1)
             if got.status is GetMessageStatus.FOUND and got.messages:
@@ -570,7 +536,7 @@ class TimerMessageService:
                         topic=msg.topic,
                         status=put.status.value,
                     )
-                    self._schedule(now + int(DELIVERY_RETRY_S * 1000))
+                    self._runner.run_at(now + int(DELIVERY_RETRY_S * 1000))
                     return
             else:
                 self.log.warn(

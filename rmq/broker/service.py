@@ -122,21 +122,9 @@ def broker_processors(broker: Broker) -> dict[int, IRequestProcessor]:
         RequestCode.SEND_MESSAGE_V2: broker.send,
         RequestCode.SEND_BATCH_MESSAGE: broker.send,
         RequestCode.PULL_MESSAGE: pull,
-        RequestCode.HEART_BEAT: clients,
-        RequestCode.UNREGISTER_CLIENT: clients,
-        RequestCode.GET_CONSUMER_LIST_BY_GROUP: clients,
-        RequestCode.QUERY_CONSUMER_OFFSET: offsets,
-        RequestCode.UPDATE_CONSUMER_OFFSET: offsets,
     }
-    for code in (
-        RequestCode.GET_MAX_OFFSET,
-        RequestCode.GET_MIN_OFFSET,
-        RequestCode.SEARCH_OFFSET_BY_TIMESTAMP,
-        RequestCode.GET_EARLIEST_MSG_STORETIME,
-        RequestCode.VIEW_MESSAGE_BY_ID,
-        RequestCode.QUERY_MESSAGE,
-    ):
-        table[code] = query
+    for processor in (clients, offsets, query):
+        table.update(dict.fromkeys(processor.codes(), processor))
     return table
 
 

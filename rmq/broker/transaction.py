@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -49,7 +49,7 @@ from rmq.broker.topic import (
     TRANS_OP_HALF_TOPIC,
     TopicConfigManager,
 )
-from rmq.common.asyncutil import deferred_api, now_ms
+from rmq.common.asyncutil import CoalescingRunner, deferred_api, now_ms
 from rmq.common.errors import RMQError
 from rmq.common.message import (
     CHECK_IMMUNITY_TIME_IN_SECONDS,
@@ -185,20 +185,20 @@ class TransactionalMessageCheckService:
         self._resolved: set[int] = set()
         self._superseded: dict[int, int] = {}
         self._op_entries: list[tuple[int, int]] = []
-        self._call: IDelayedCall | None = None
-        self._call_due = 0
-        self._busy = False
-        self._again = False
-        self.running = False
+        self._runner = CoalescingRunner(clock, self._run, self._run_failed)
         #: Number of CHECK_TRANSACTION_STATE requests sent and half messages discarded.
         self.checks_sent = 0
         self.discarded = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        return self._runner.active
+
     def start(self) -> Deferred[None]:
         """Resume from ``CID_RMQ_SYS_TRANS``'s offsets and scan both queues."""
-        self.running = True
         half = self._offsets.query_offset(CID_RMQ_SYS_TRANS, TRANS_HALF_TOPIC, 0)
         op = self._offsets.query_offset(CID_RMQ_SYS_TRANS, TRANS_OP_HALF_TOPIC, 0)
         self.progress = self._half_scanned = max(
@@ -206,16 +206,13 @@ class TransactionalMessageCheckService:
         )
         self._op_scanned = max(op, self._store.get_min_offset_in_queue(TRANS_OP_HALF_TOPIC, 0), 0)
         self._store.add_arrival_listener(self._on_arrival)
-        self.kick()
+        self._runner.start()
         return succeed(None)
 
     def stop(self) -> Deferred[None]:
         """Cancel the pending check and record the progress."""
-        self.running = False
+        self._runner.stop()
         self._store.remove_arrival_listener(self._on_arrival)
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
         self._save_progress()
         return succeed(None)
 
@@ -268,39 +265,11 @@ class TransactionalMessageCheckService:
 
     def kick(self) -> None:
         """Scan new half/op records and check what is due (at most one run at a time)."""
-        if not self.running:
-            return
-        if self._busy:
-            self._again = True
-            return
-        self._busy = True
-        d = self._run()
+        self._runner.kick()
 
-        def done(result: object) -> None:
-            self._busy = False
-            if isinstance(result, Failure):
-                self.log.failure("Transaction check failed", result)
-                self._schedule(now_ms(self._clock) + self.config.check_interval_ms)
-            if self._again:
-                self._again = False
-                self.kick()
-
-        d.addBoth(done)
-
-    def _schedule(self, due: int) -> None:
-        if not self.running:
-            return
-        if self._call is not None and self._call.active():
-            if self._call_due <= due:
-                return
-            self._call.cancel()
-        self._call_due = due
-
-        def fire() -> None:
-            self._call = None
-            self.kick()
-
-        self._call = self._clock.callLater(max(0.0, (due - now_ms(self._clock)) / 1000.0), fire)
+    def _run_failed(self, failure: Failure) -> None:
+        self.log.failure("Transaction check failed", failure)
+        self._runner.run_at(now_ms(self._clock) + self.config.check_interval_ms)
 
     async def _records(self, topic: str, start: int) -> list[tuple[int, MessageExt]]:
         out: list[tuple[int, MessageExt]] = []
@@ -352,7 +321,7 @@ class TransactionalMessageCheckService:
         self._save_progress()
         head = self._due_head()
         if head is not None:
-            self._schedule(head.due_ms)
+            self._runner.run_at(head.due_ms)
 
     def _add_pending(self, pending: _Pending) -> None:
         self._pending[pending.queue_offset] = pending

@@ -11,7 +11,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorThreads, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorCore,
+    IReactorTCP,
+    IReactorThreads,
+    IReactorTime,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -70,3 +76,78 @@ def log_failure(what: str) -> Callable[[Failure], None]:
         _log.failure("Unhandled failure in {what}", failure, what=what)
 
     return errback
+
+
+class CoalescingRunner:
+    """Runs an async ``job`` one at a time: now when kicked, and at the earliest time asked for.
+
+    ``kick()`` starts ``job`` at once or, while a run is in progress, once more after it (any
+    number of kicks during a run coalesce into one rerun). ``run_at(due_ms)`` keeps a single
+    ``callLater`` on ``clock`` for the earliest due time asked (epoch ms; a later time is ignored
+    while an earlier one is pending). A failed run goes to ``on_failure``, which may ``run_at`` a
+    retry. Nothing runs unless :attr:`active`: ``start()`` sets it and kicks, ``stop()`` clears
+    it and cancels the timer.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        job: Callable[[], Deferred[None]],
+        on_failure: Callable[[Failure], None],
+    ) -> None:
+        self._clock = clock
+        self._job = job
+        self._on_failure = on_failure
+        self.active = False
+        self._busy = False
+        self._again = False
+        self._call: IDelayedCall | None = None
+        self._call_due = 0
+
+    def start(self) -> None:
+        """Allow runs and start one now."""
+        self.active = True
+        self.kick()
+
+    def stop(self) -> None:
+        """Refuse further runs and cancel the timer (a run in progress finishes on its own)."""
+        self.active = False
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def kick(self) -> None:
+        """Run ``job`` now, or once more after the run in progress."""
+        if not self.active:
+            return
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        d = self._job()
+
+        def done(result: object) -> None:
+            self._busy = False
+            if isinstance(result, Failure):
+                self._on_failure(result)
+            if self._again:
+                self._again = False
+                self.kick()
+
+        d.addBoth(done)
+
+    def run_at(self, due_ms: int) -> None:
+        """Kick at ``due_ms`` (epoch ms on ``clock``) unless a run is already due earlier."""
+        if not self.active:
+            return
+        if self._call is not None and self._call.active():
+            if self._call_due <= due_ms:
+                return
+            self._call.cancel()
+        self._call_due = due_ms
+
+        def fire() -> None:
+            self._call = None
+            self.kick()
+
+        self._call = self._clock.callLater(max(0.0, (due_ms - now_ms(self._clock)) / 1000.0), fire)

@@ -155,6 +155,7 @@ class ProcessorTests(SynchronousTestCase):
             RequestCode.QUERY_CONSUMER_OFFSET, {"consumerGroup": "G", "topic": "T", "queueId": 0}
         )
         resp = proc.process_request(self.conn, req)
+        assert isinstance(resp, RemotingCommand)  # answered synchronously
         self.assertEqual(resp.code, ResponseCode.QUERY_NOT_FOUND)
 
     def test_query_message_by_key(self) -> None:
