@@ -66,6 +66,9 @@ class MessageStoreConfig:
     disk_space_warning_level_ratio: float = attrs.field(
         default=0.90, metadata=_key("diskSpaceWarningLevelRatio")
     )
+    disk_space_clean_forcibly_ratio: float = attrs.field(
+        default=0.85, metadata=_key("diskSpaceCleanForciblyRatio")
+    )
     clean_resource_interval_ms: int = attrs.field(
         default=10_000, metadata=_key("cleanResourceInterval")
     )

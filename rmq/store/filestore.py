@@ -1068,7 +1068,8 @@ class FileMessageStore:
         self._disk_full = full
 
     def _clean_tick(self) -> None:
-        """Delete expired commit-log files at deleteWhen or when the disk is over the ratio."""
+        """Delete expired commit-log files at deleteWhen or when the disk is over the ratio;
+        above diskSpaceCleanForciblyRatio delete the oldest files even if not expired."""
         self._check_disk()
         if self._inflight or self._flushing:
             return  # never close a file a flush thread is using
@@ -1076,19 +1077,29 @@ class FileMessageStore:
         hours = {int(h) for h in self.config.delete_when.split(";") if h.strip().isdigit()}
         at_hour = time.localtime(now).tm_hour in hours
         over = self._disk_ratio * 100 >= self.config.disk_max_used_space_ratio
-        if not (at_hour or over):
+        force = self._disk_ratio >= self.config.disk_space_clean_forcibly_ratio
+        if not (at_hour or over or force):
             return
-        self.delete_expired_files(now)
+        self.delete_expired_files(now, force=force)
 
-    def delete_expired_files(self, now: float) -> int:
-        """Delete leading commit-log files older than fileReservedTime (never the last one),
-        then consume-queue and index files wholly below the new minimum. Returns files deleted."""
+    def delete_expired_files(self, now: float, force: bool = False) -> int:
+        """Delete leading commit-log files older than fileReservedTime (any age when ``force``,
+        at most 10 per call, like Java's cleanImmediately), never the last one; then
+        consume-queue and index files wholly below the new minimum. Returns files deleted."""
         keep_s = self.config.file_reserved_time_hours * 3600
         files = self.commitlog.files.files
         deleted = 0
-        while len(files) > 1 and now - os.path.getmtime(files[0].path) > keep_s:
+        while len(files) > 1 and (
+            (force and deleted < 10) or now - os.path.getmtime(files[0].path) > keep_s
+        ):
             mf = files.pop(0)
-            self.log.info("Deleting expired commit-log file {path}", path=mf.path)
+            self.log.info(
+                "Deleting {how} commit-log file {path}",
+                how="expired"
+                if now - os.path.getmtime(mf.path) > keep_s
+                else "unexpired (disk full)",
+                path=mf.path,
+            )
             mf.destroy()
             deleted += 1
         if deleted:

@@ -398,6 +398,20 @@ class RetentionTests(FileStoreTestBase):
         self.clock.advance(10)
         self.assertEqual(len(os.listdir(os.path.join(self.root, "commitlog"))), 2)
 
+    def test_forced_deletion_above_clean_forcibly_ratio(self) -> None:
+        """Above diskSpaceCleanForciblyRatio even young files go, oldest first, never the last."""
+        s = self.open_store(self.clock)
+        for _ in range(60):
+            self.successResultOf(s.put_message(make_msg(body=b"x" * 3000)))
+        self._age_files(1)
+        self.disk_ratio = 0.86
+        self.clock.advance(10)
+        files = os.listdir(os.path.join(self.root, "commitlog"))
+        self.assertEqual(files, [f"{2 * 65536:020d}"])
+        self.flushLoggedErrors()
+        r = self.successResultOf(s.put_message(make_msg()))
+        self.assertEqual(r.status, PutMessageStatus.PUT_OK)
+
     def test_disk_full_refuses(self) -> None:
         """Above 90 % disk use puts get DISK_FULL with a clear remark; below, puts work again."""
         s = self.open_store(self.clock)
