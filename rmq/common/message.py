@@ -8,10 +8,10 @@ Java counterparts: ``Message``, ``MessageExt``, ``MessageExtBrokerInner``, ``Mes
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import socket
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -246,7 +246,9 @@ class UniqueIdGenerator:
     """Producer-side ``UNIQ_KEY`` ids in Java's layout (``MessageClientIDSetter``, §8.2).
 
     ip (4 or 16 bytes) ‖ pid low 16 bits ‖ int32 class-loader hash ‖ int32 ms since the start of
-    the current month (local time) ‖ int16 counter, as uppercase hex.
+    the current month (local time) ‖ int16 counter (0 first, as Java's), as uppercase hex.
+    Thread-safe without a lock: the counter is an ``itertools.count`` (``next`` is atomic), and
+    the cached ``ip…ms`` head is only ever replaced by a complete string.
     """
 
     def __init__(
@@ -266,10 +268,12 @@ class UniqueIdGenerator:
         self._prefix = (ip_raw + struct.pack(">HI", pid & 0xFFFF, loader_hash & 0xFFFFFFFF)).hex()
         self._prefix = self._prefix.upper()
         self._now = now
-        self._counter = 0
-        self._lock = threading.Lock()
+        self._counter = itertools.count()
         self._month_start = 0.0
         self._next_month = 0.0
+        # Many ids share one millisecond: their first 28 (IPv4) hex chars are built once.
+        self._head_ms = -1
+        self._head = ""
 
     def _set_month(self, t: float) -> None:
         lt = time.localtime(t)
@@ -280,13 +284,14 @@ class UniqueIdGenerator:
     def next_id(self) -> str:
         """A new unique id (32 hex chars for an IPv4 client)."""
         t = self._now()
-        with self._lock:
-            if t >= self._next_month or t < self._month_start:
-                self._set_month(t)
-            diff = int((t - self._month_start) * 1000) & 0xFFFFFFFF
-            self._counter = (self._counter + 1) & 0xFFFF
-            counter = self._counter
-        return self._prefix + f"{diff:08X}{counter:04X}"
+        if t >= self._next_month or t < self._month_start:
+            self._set_month(t)
+        counter = next(self._counter) & 0xFFFF
+        diff = int((t - self._month_start) * 1000) & 0xFFFFFFFF
+        if diff != self._head_ms:
+            self._head = f"{self._prefix}{diff:08X}"
+            self._head_ms = diff
+        return f"{self._head}{counter:04X}"
 
 
 # --- value objects ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ with the captured Java request of the same operation (``/work/shared/vectors``, 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -22,6 +23,7 @@ from rmq.client import (
     new_message,
 )
 from rmq.client.api import MQClientAPI, PullStatus, TopicRoute
+from rmq.common.message import UNIQ_KEY, UniqueIdGenerator, string_to_properties
 from rmq.remoting.codes import RequestCode
 from rmq.remoting.command import RemotingCommand
 from tests.client.fakes import NAMESRV, FakeCluster
@@ -162,3 +164,27 @@ class JavaResponseTests(SynchronousTestCase):
         self.assertEqual(len(result.messages), 3)
         self.assertEqual(result.next_begin_offset, int(resp.ext_fields["nextBeginOffset"]))
         self.assertTrue(all(m.properties.get("UNIQ_KEY") for m in result.messages))
+
+    def test_uniq_key_java_layout(self) -> None:
+        """Given the Java client's ip, pid, class-loader hash and clock, the generator makes the
+        very UNIQ_KEYs of the captured sends, counter included (Java's first id counts 0)."""
+        keys = [
+            string_to_properties(load_command(name).ext_fields["i"])[UNIQ_KEY]
+            for name in (
+                "java-send-v2.req.hex",
+                "java-send-v2-delay.req.hex",
+                "java-send-v2-compressed.req.hex",
+            )
+        ]
+        # 16-byte IPv6 address fd00::2, pid 0x4A15, loader hash 0x30946E09, ms, counter.
+        self.assertEqual(
+            {k[:44] for k in keys}, {"FD000000000000000000000000000002" + "4A15" + "30946E09"}
+        )
+        # The capture ran in November 2026; each id's time is its month offset from our own
+        # (local-time) start of that month, so the check does not depend on the time zone.
+        month_start = time.mktime((2026, 11, 1, 0, 0, 0, 0, 0, -1))
+        times = iter(month_start + int(k[44:52], 16) / 1000 + 0.0004 for k in keys)
+        gen = UniqueIdGenerator(
+            "fd00::2", pid=0x4A15, loader_hash=0x30946E09, now=lambda: next(times)
+        )
+        self.assertEqual([gen.next_id() for _ in keys], keys)
