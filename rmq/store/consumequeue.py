@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Container
 
 from twisted.logger import Logger
 
@@ -174,12 +175,15 @@ class ConsumeQueue:
                 lo = mid + 1
         self.min_offset = lo
 
-    def delete_files_below(self, phy_min: int) -> int:
-        """Delete whole files whose last unit points below ``phy_min``; returns files deleted."""
+    def delete_files_below(self, phy_min: int, busy: Container[int] = ()) -> int:
+        """Delete whole files whose last unit points below ``phy_min`` (stopping at one whose
+        descriptor is in ``busy``); returns files deleted."""
         deleted = 0
         fs = self.files.files
         while len(fs) > 1:
             mf = fs[0]
+            if mf.fd in busy:
+                break
             last = UNIT.unpack_from(mf.mm, mf.size - UNIT_SIZE)
             if last[1] == FILLER_SIZE or last[0] + last[1] > phy_min:
                 break

@@ -153,6 +153,7 @@ class FileMessageStore:
         self._flushed = 0
         self._idle: list[Deferred[None]] = []
         self._inflight = 0
+        self._busy_fds: dict[int, int] = {}
         self._last_ts = 0
         self._last_dispatched_ts = 0
         self._last_appended_ts = 0
@@ -271,6 +272,21 @@ class FileMessageStore:
             return r
 
         return d.addBoth(done)
+
+    def _fsync(self, fds: list[int]) -> Deferred[None]:
+        """fdatasync ``fds`` in a thread; they stay in ``_busy_fds`` (never closed) meanwhile."""
+        busy = self._busy_fds
+        for fd in fds:
+            busy[fd] = busy.get(fd, 0) + 1
+
+        def done(r: Any) -> Any:
+            for fd in fds:
+                n = busy.pop(fd) - 1
+                if n:
+                    busy[fd] = n
+            return r
+
+        return self._run(fdatasync_all, fds).addBoth(done)
 
     def _maybe_idle(self) -> None:
         if not self._flushing and not self._inflight and self._idle:
@@ -498,7 +514,7 @@ class FileMessageStore:
         fds = self.commitlog.files.dirty_fds()
         ts = self._last_appended_ts
         self._flushing = True
-        d = self._run(fdatasync_all, fds)
+        d = self._fsync(fds)
         d.addCallbacks(self._commit_done, self._commit_failed, callbackArgs=(target, ts))
 
     def _commit_done(self, _: object, target: int, ts: int) -> None:
@@ -579,7 +595,7 @@ class FileMessageStore:
         fds += self.index.dirty_fds()
         if not fds and ts == self._cq_flushed_ts:
             return None
-        d = self._run(fdatasync_all, fds)
+        d = self._fsync(fds)
 
         def flushed(_: object) -> Deferred[None] | None:
             self._cq_flushed_ts = ts
@@ -594,7 +610,7 @@ class FileMessageStore:
         target = self.commitlog.max_offset
         try:
             fds = self.commitlog.files.dirty_fds()
-            await self._run(fdatasync_all, fds)
+            await self._fsync(fds)
         finally:
             self._flushing = False
         self._flushed = target
@@ -603,7 +619,7 @@ class FileMessageStore:
             self._dispatch(self._pending.popleft()[0])
         fds = [fd for cq in self._cqs.values() for fd in cq.files.dirty_fds()]
         fds += self.index.dirty_fds()
-        await self._run(fdatasync_all, fds)
+        await self._fsync(fds)
         ts = self._last_dispatched_ts
         await self._write_checkpoint(self._flushed_ts, ts, ts)
 
@@ -624,7 +640,7 @@ class FileMessageStore:
         ts = self._last_appended_ts
         self._flushing = True
         try:
-            await self._run(fdatasync_all, self.commitlog.files.dirty_fds())
+            await self._fsync(self.commitlog.files.dirty_fds())
         except BaseException:
             self._flushing = False
             raise
@@ -1071,8 +1087,6 @@ class FileMessageStore:
         """Delete expired commit-log files at deleteWhen or when the disk is over the ratio;
         above diskSpaceCleanForciblyRatio delete the oldest files even if not expired."""
         self._check_disk()
-        if self._inflight or self._flushing:
-            return  # never close a file a flush thread is using
         now = self._clock.seconds()
         hours = {int(h) for h in self.config.delete_when.split(";") if h.strip().isdigit()}
         at_hour = time.localtime(now).tm_hour in hours
@@ -1089,8 +1103,11 @@ class FileMessageStore:
         keep_s = self.config.file_reserved_time_hours * 3600
         files = self.commitlog.files.files
         deleted = 0
-        while len(files) > 1 and (
-            (force and deleted < 10) or now - os.path.getmtime(files[0].path) > keep_s
+        busy = self._busy_fds  # never close a file a flush thread is syncing
+        while (
+            len(files) > 1
+            and files[0].fd not in busy
+            and ((force and deleted < 10) or now - os.path.getmtime(files[0].path) > keep_s)
         ):
             mf = files.pop(0)
             self.log.info(
@@ -1105,8 +1122,8 @@ class FileMessageStore:
         if deleted:
             phy_min = self.commitlog.min_offset
             for cq in self._cqs.values():
-                cq.delete_files_below(phy_min)
-            self.index.delete_below(phy_min)
+                cq.delete_files_below(phy_min, busy)
+            self.index.delete_below(phy_min, busy)
         return deleted
 
 

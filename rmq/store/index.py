@@ -11,7 +11,7 @@ import mmap
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from twisted.logger import Logger
 
@@ -275,10 +275,12 @@ class IndexService:
                 out.append(f.fd)
         return out
 
-    def delete_below(self, phy_min: int) -> int:
-        """Delete files (never the newest) whose every entry is below ``phy_min``."""
+    def delete_below(self, phy_min: int, busy: Container[int] = ()) -> int:
+        """Delete files (never the newest, nor one being synced) wholly below ``phy_min``."""
         n = 0
-        while len(self.files) > 1 and self.files[0].end_phy < phy_min:
+        while (
+            len(self.files) > 1 and self.files[0].end_phy < phy_min and self.files[0].fd not in busy
+        ):
             self.files.pop(0).destroy()
             n += 1
         return n

@@ -412,6 +412,25 @@ class RetentionTests(FileStoreTestBase):
         r = self.successResultOf(s.put_message(make_msg()))
         self.assertEqual(r.status, PutMessageStatus.PUT_OK)
 
+    def test_retention_runs_during_group_commit(self) -> None:
+        """A running fsync does not starve retention: files it is not syncing are deleted."""
+        runner = HeldRunner()
+        s = self.open_store(self.clock, runner=runner, flush_disk_type=SYNC_FLUSH)
+        for _ in range(60):
+            d = s.put_message(make_msg(body=b"x" * 3000))
+            runner.release_all()
+            self.successResultOf(d)
+        self._age_files(73)
+        held = s.put_message(make_msg(body=b"y"))
+        self.assertEqual(len(runner.calls), 1)  # this fsync is still running
+        self.disk_ratio = 0.80
+        self.clock.advance(10)
+        self.assertEqual(len(os.listdir(os.path.join(self.root, "commitlog"))), 1)
+        # the held put waited 10 s > syncFlushTimeout; once the fsync returns it is visible
+        self.assertEqual(self.successResultOf(held).status, PutMessageStatus.FLUSH_DISK_TIMEOUT)
+        runner.release_all()
+        self.assertEqual(s.get_max_offset_in_queue("T", 0), 61)
+
     def test_disk_full_refuses(self) -> None:
         """Above 90 % disk use puts get DISK_FULL with a clear remark; below, puts work again."""
         s = self.open_store(self.clock)
