@@ -15,7 +15,7 @@ import attrs
 from twisted.logger import Logger
 from twisted.python.usage import UsageError
 
-from rmq.common.config import apply_properties, config_keys, parse_properties
+from rmq.common.config import apply_properties, config_keys, read_properties_file
 from rmq.store.config import MessageStoreConfig
 
 _log = Logger(namespace="rmq.broker.config")
@@ -225,13 +225,7 @@ def load_broker_config(
     ``deleteWhen``, ``maxMessageSize``) go to both. Raises ``UsageError`` naming the key for a bad
     value or an unreadable file; unknown keys are logged.
     """
-    props: dict[str, str] = {}
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                props.update(parse_properties(f.read()))
-        except OSError as e:
-            raise UsageError(f"cannot read config file {path}: {e.strerror}") from e
+    props = read_properties_file(path) if path is not None else {}
     if overrides:
         props.update(overrides)
     return configs_from_properties(props, path or "defaults")

@@ -62,26 +62,54 @@ TICK_S = 1.0
 RECONNECT_S = 5.0
 
 
-class HAConnection(Protocol):
+class _HALink(Protocol):
+    """What both ends of an HA link share: input buffer, activity times, close notification."""
+
+    def __init__(self, service: HAService) -> None:
+        self.service = service
+        self.buffer = bytearray()
+        #: ``clock.seconds()`` of the last read and the last write.
+        self.last_read = 0.0
+        self.last_write = 0.0
+        self.connected_flag = False
+        self._closed: list[Deferred[None]] = []
+
+    def close(self) -> None:
+        """Drop the link."""
+        if self.transport is not None and self.connected_flag:
+            self.transport.loseConnection()
+
+    def when_closed(self) -> Deferred[None]:
+        """Fires once the connection is lost."""
+        d: Deferred[None] = Deferred()
+        if not self.connected_flag:
+            d.callback(None)
+        else:
+            self._closed.append(d)
+        return d
+
+    def _fire_closed(self) -> None:
+        """Fire the :meth:`when_closed` waiters (called last by ``connectionLost``)."""
+        closed, self._closed = self._closed, []
+        for d in closed:
+            d.callback(None)
+
+
+class HAConnection(_HALink):
     """Master side of one slave link (Java ``HAConnection``): reads reports, pushes blocks."""
 
     log = Logger()
 
     def __init__(self, service: HAService) -> None:
-        self.service = service
-        self.buffer = bytearray()
+        super().__init__(service)
         #: First offset the slave asked for (-1 before its first report).
         self.slave_request_offset = -1
         #: Highest offset the slave acknowledged.
         self.slave_ack_offset = -1
         #: Next commit-log offset to push (-1 until the first report).
         self.next_transfer = -1
-        self.last_read = 0.0
-        self.last_write = 0.0
         self.paused = False
         self._wrote_any = False
-        self._closed: list[Deferred[None]] = []
-        self.connected_flag = False
 
     @property
     def peer(self) -> str:
@@ -188,20 +216,6 @@ class HAConnection(Protocol):
         ):
             self.heartbeat()
 
-    def close(self) -> None:
-        """Drop the link."""
-        if self.transport is not None and self.connected_flag:
-            self.transport.loseConnection()
-
-    def when_closed(self) -> Deferred[None]:
-        """Fires once the connection is lost."""
-        d: Deferred[None] = Deferred()
-        if not self.connected_flag:
-            d.callback(None)
-        else:
-            self._closed.append(d)
-        return d
-
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Forget the slave."""
         self.connected_flag = False
@@ -209,9 +223,7 @@ class HAConnection(Protocol):
             cast(IConsumer, self.transport).unregisterProducer()
         self.service.connection_lost(self)
         self.log.info("HA slave link {ack} closed", ack=self.slave_ack_offset)
-        closed, self._closed = self._closed, []
-        for d in closed:
-            d.callback(None)
+        self._fire_closed()
 
 
 @implementer(IPushProducer)
@@ -232,19 +244,14 @@ class _Producer:
         self.conn.paused = True
 
 
-class HAClientProtocol(Protocol):
+class HAClientProtocol(_HALink):
     """Slave side of the link (Java ``HAService.HAClient``): appends blocks, reports offsets."""
 
     log = Logger()
 
     def __init__(self, service: HAService) -> None:
-        self.service = service
-        self.buffer = bytearray()
+        super().__init__(service)
         self.reported = -1
-        self.last_read = 0.0
-        self.last_write = 0.0
-        self.connected_flag = False
-        self._closed: list[Deferred[None]] = []
 
     def connectionMade(self) -> None:
         """Report the local max offset at once."""
@@ -303,27 +310,11 @@ class HAClientProtocol(Protocol):
         if now - self.last_write >= self.service.heartbeat_s:
             self.report(self.service.store.get_max_phy_offset())
 
-    def close(self) -> None:
-        """Drop the link (the service reconnects)."""
-        if self.transport is not None and self.connected_flag:
-            self.transport.loseConnection()
-
-    def when_closed(self) -> Deferred[None]:
-        """Fires once the connection is lost."""
-        d: Deferred[None] = Deferred()
-        if not self.connected_flag:
-            d.callback(None)
-        else:
-            self._closed.append(d)
-        return d
-
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Tell the service (which reconnects on its tick)."""
         self.connected_flag = False
         self.service.client_lost(self)
-        closed, self._closed = self._closed, []
-        for d in closed:
-            d.callback(None)
+        self._fire_closed()
 
 
 class _MasterFactory(Factory):

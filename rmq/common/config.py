@@ -30,6 +30,7 @@ from twisted.python.usage import UsageError
 
 __all__ = [
     "parse_properties",
+    "read_properties_file",
     "format_properties",
     "load_config",
     "apply_properties",
@@ -195,6 +196,20 @@ def _convert(
     return kwargs, unknown
 
 
+def read_properties_file(path: str) -> dict[str, str]:
+    """The ``key=value`` pairs of the UTF-8 Properties file at ``path``.
+
+    Raises ``UsageError`` naming the file when it cannot be read or is not UTF-8 text.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_properties(f.read())
+    except OSError as e:
+        raise UsageError(f"cannot read config file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise UsageError(f"config file {path} is not UTF-8 text: {e}") from e
+
+
 def load_config(
     cls: type[C], path: str | None = None, overrides: Mapping[str, str] | None = None
 ) -> C:
@@ -202,16 +217,8 @@ def load_config(
 
     Raises ``UsageError`` naming the key for a bad value, and when the file cannot be read.
     """
-    props: dict[str, str] = {}
+    props = read_properties_file(path) if path is not None else {}
     source = path or "defaults"
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                props.update(parse_properties(f.read()))
-        except OSError as e:
-            raise UsageError(f"cannot read config file {path}: {e.strerror}") from e
-        except UnicodeDecodeError as e:
-            raise UsageError(f"config file {path} is not UTF-8 text: {e}") from e
     if overrides:
         props.update(overrides)
         source = f"{source} + overrides"

@@ -13,11 +13,30 @@ from rmq.broker.config import BrokerConfig
 from rmq.broker.service import BrokerService, build_broker_service
 from rmq.remoting.codec import encode
 from rmq.remoting.codes import RequestCode, ResponseCode
-from rmq.remoting.command import new_request
+from rmq.remoting.command import RemotingCommand, new_request
 from rmq.remoting.protocol import RemotingProtocol
 from rmq.store.memory import MemoryMessageStore
 from tests.broker.support import FakeConnection, FakeNameServerClient
 from tests.namesrv.support import split_frames
+
+
+def suspended_pull(suspend_ms: int) -> RemotingCommand:
+    """A PULL_MESSAGE of queue T/0 at offset 0 with the SUSPEND flag (long polling)."""
+    return new_request(
+        RequestCode.PULL_MESSAGE,
+        {
+            "consumerGroup": "G",
+            "topic": "T",
+            "queueId": 0,
+            "queueOffset": 0,
+            "maxMsgNums": 32,
+            "sysFlag": 6,
+            "commitOffset": 0,
+            "suspendTimeoutMillis": suspend_ms,
+            "subscription": "*",
+            "subVersion": 0,
+        },
+    )
 
 
 class BrokerServiceTests(SynchronousTestCase):
@@ -124,27 +143,11 @@ class BrokerServiceTests(SynchronousTestCase):
 
     def test_held_pulls_answered_at_stop(self) -> None:
         """A pull held at stop time is answered (not left hanging)."""
-        from rmq.remoting.command import new_request
-
         svc = self.service()
         svc.startService()
         self.successResultOf(svc.when_started())
         svc.broker.topics.create_topic_in_send("T", "TBW102", 4)
-        pull = new_request(
-            RequestCode.PULL_MESSAGE,
-            {
-                "consumerGroup": "G",
-                "topic": "T",
-                "queueId": 0,
-                "queueOffset": 0,
-                "maxMsgNums": 32,
-                "sysFlag": 6,
-                "commitOffset": 0,
-                "suspendTimeoutMillis": 15000,
-                "subscription": "*",
-                "subVersion": 0,
-            },
-        )
+        pull = suspended_pull(15_000)
         d = svc.broker.dispatcher.dispatch(FakeConnection(), pull)
         self.assertNoResult(d)
         self.successResultOf(svc.stopService())
@@ -201,21 +204,7 @@ class IdleConnectionTests(SynchronousTestCase):
         """A pull held longer than the idle timeout keeps its connection; once answered, the
         idle clock starts again."""
         transport, proto = self.connect()
-        pull = new_request(
-            RequestCode.PULL_MESSAGE,
-            {
-                "consumerGroup": "G",
-                "topic": "T",
-                "queueId": 0,
-                "queueOffset": 0,
-                "maxMsgNums": 32,
-                "sysFlag": 6,
-                "commitOffset": 0,
-                "suspendTimeoutMillis": 300_000,
-                "subscription": "*",
-                "subVersion": 0,
-            },
-        )
+        pull = suspended_pull(300_000)
         proto.dataReceived(encode(pull))
         self.assertEqual(transport.value(), b"")
         self.reactor.advance(299)

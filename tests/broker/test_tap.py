@@ -63,6 +63,15 @@ class BrokerOptionsTests(SynchronousTestCase):
         """An unreadable config file is a usage error."""
         self.assertRaises(UsageError, load_broker_config, self.mktemp())
 
+    def test_not_utf8_file(self) -> None:
+        """A broker.conf that is not UTF-8 text is a usage error naming the file."""
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"brokerName=\xff\xfe\n")
+        with self.assertRaises(UsageError) as cm:
+            load_broker_config(path)
+        self.assertIn(path, str(cm.exception))
+
 
 class StandaloneOptionsTests(SynchronousTestCase):
     def test_defaults(self) -> None:
