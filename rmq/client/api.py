@@ -96,6 +96,16 @@ class TopicRoute:
         )
         return cls(qds, bds, obj.get("orderTopicConf") or None)
 
+    def for_new_topic(self, queue_nums: int) -> TopicRoute:
+        """This (TBW102) route as the route of a topic the brokers will auto-create: every
+        queue data gets ``min(queue_nums, readQueueNums)`` read and write queues (Java
+        ``MQClientInstance.updateTopicRouteInfoFromNameServer(topic, true, producer)``)."""
+        qds = []
+        for q in self.queue_datas:
+            n = min(queue_nums, q.read_queue_nums)
+            qds.append(attrs.evolve(q, read_queue_nums=n, write_queue_nums=n))
+        return TopicRoute(tuple(qds), self.broker_datas)
+
     def publish_queues(self, topic: str) -> list[MessageQueue]:
         """Writable queues of brokers that have a master (or ``orderTopicConf``'s), in order."""
         if self.order_topic_conf:

@@ -1,9 +1,10 @@
 """One client instance per client id (Java ``MQClientInstance``).
 
 It owns the remoting client, the topic routes and broker address table, and the periodic work:
-route refresh (30 s), heartbeats to every broker (30 s), consumer offset persistence (5 s) and
-rebalance (20 s, and at once on NOTIFY_CONSUMER_IDS_CHANGED). It answers broker → client requests.
-Producers and consumers register with it by group.
+route refresh (30 s), heartbeats to every broker (30 s, and at once to a broker a route brings
+that has not had one yet), consumer offset persistence (5 s) and rebalance (20 s, and at once on
+NOTIFY_CONSUMER_IDS_CHANGED). It answers broker → client requests. Producers and consumers
+register with it by group.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from rmq.client.api import MASTER_ID, IRemoting, MQClientAPI, SubscriptionData, TopicRoute
+from rmq.client.api import (
+    DEFAULT_TOPIC,
+    MASTER_ID,
+    IRemoting,
+    MQClientAPI,
+    SubscriptionData,
+    TopicRoute,
+)
 from rmq.client.config import (
     ClientConfig,
     namesrv_http_url,
@@ -42,6 +50,8 @@ class ProducerMember(Protocol):
     """What the instance needs from a producer."""
 
     group: str
+    #: Queues per broker for a topic sent through TBW102 (Java ``defaultTopicQueueNums``).
+    default_topic_queue_nums: int
 
     def topics(self) -> set[str]: ...
 
@@ -117,6 +127,11 @@ class MQClientInstance:
         self.routes: dict[str, TopicRoute] = {}
         self.broker_addrs: dict[str, dict[int, str]] = {}
         self.broker_versions: dict[str, int] = {}
+        #: Topics whose route is TBW102's brokers (no route of their own yet, Java's
+        #: ``updateTopicRouteInfoFromNameServer(topic, true, producer)``).
+        self.default_routed: set[str] = set()
+        #: Broker addresses a heartbeat was sent to; a route naming any other triggers one.
+        self._heartbeated: set[str] = set()
         self._loops: list[LoopingCall] = []
         self._fetcher: NamesrvAddressFetcher | None = None
         self._rebalance_call: IDelayedCall | None = None
@@ -179,6 +194,7 @@ class MQClientInstance:
         if self._rebalance_call is not None and self._rebalance_call.active():
             self._rebalance_call.cancel()
         self._rebalance_call = None
+        self._heartbeated.clear()
         if self._inner_producer is not None:
             self.producers.pop(INNER_PRODUCER_GROUP, None)
             self._inner_producer = None
@@ -243,23 +259,73 @@ class MQClientInstance:
         self._apply_route(topic, route)
         return route
 
-    def _apply_route(self, topic: str, route: TopicRoute) -> None:
+    @deferred_api
+    async def update_publish_route(self, topic: str, queue_nums: int) -> TopicRoute:
+        """A route to send ``topic`` by: its own, or while it has none, TBW102's.
+
+        The TBW102 route gets ``min(queue_nums, readQueueNums)`` queues per broker (Java
+        ``updateTopicRouteInfoFromNameServer(topic, true, producer)``); it is kept as the
+        topic's route for producers only, and replaced by the topic's own route at a refresh
+        once the broker has registered the auto-created topic. A topic that had a route of its
+        own keeps it while the NameServer does not know it (as Java does). Fails with
+        MQBrokerError TOPIC_NOT_EXIST when neither route exists.
+        """
+        try:
+            return await self.update_route(topic)
+        except MQBrokerError as e:
+            if e.code != ResponseCode.TOPIC_NOT_EXIST:
+                raise
+            if topic in self.routes and topic not in self.default_routed:
+                return self.routes[topic]
+            error = e
+        try:
+            default = await self.api.get_route(DEFAULT_TOPIC)
+        except MQBrokerError as e:
+            if e.code != ResponseCode.TOPIC_NOT_EXIST:
+                raise
+            raise error from e
+        route = default.for_new_topic(queue_nums)
+        self._apply_route(topic, route, from_default=True)
+        return route
+
+    def _apply_route(self, topic: str, route: TopicRoute, from_default: bool = False) -> None:
         old = self.routes.get(topic)
         self.routes[topic] = route
+        if from_default:
+            self.default_routed.add(topic)
+        else:
+            self.default_routed.discard(topic)
         for bd in route.broker_datas:
             self.broker_addrs[bd.broker_name] = dict(bd.addrs)
         if old != route:
             self.log.info("Route of {topic} changed", topic=topic)
-        for m in self._members():
+        members: list[ProducerMember | ConsumerMember] = (
+            list(self.producers.values()) if from_default else self._members()
+        )
+        for m in members:
             if topic in m.topics():
                 m.on_route(topic, route)
+        self._heartbeat_new_brokers()
+
+    def _publish_queue_nums(self, topic: str) -> int | None:
+        """TBW102 queue count for ``topic`` if a producer sends to it (None: no producer)."""
+        nums = [p.default_topic_queue_nums for p in self.producers.values() if topic in p.topics()]
+        return max(nums) if nums else None
 
     @deferred_api
     async def refresh_routes(self) -> None:
-        """Refresh every topic's route; then drop brokers no route mentions any more."""
+        """Refresh every topic's route; then drop brokers no route mentions any more.
+
+        A topic a producer sends to that has no route of its own yet is refreshed from TBW102's
+        route (:meth:`update_publish_route`), so its brokers' addresses stay current too.
+        """
         for topic in sorted(self.topics()):
             try:
-                await self.update_route(topic)
+                nums = self._publish_queue_nums(topic)
+                if nums is None:
+                    await self.update_route(topic)
+                else:
+                    await self.update_publish_route(topic, nums)
             except MQBrokerError as e:
                 if e.code == ResponseCode.TOPIC_NOT_EXIST:
                     self.log.debug("No route for {topic}", topic=topic)
@@ -284,6 +350,8 @@ class MQClientInstance:
                 self.broker_addrs[name] = {
                     i: a for i, a in self.broker_addrs[name].items() if a in live[name]
                 }
+        # A broker that comes back on a forgotten address gets a heartbeat at once.
+        self._heartbeated &= set(self.all_broker_addrs())
 
     def master_addr(self, broker_name: str) -> str | None:
         """The master address of a broker name, if known."""
@@ -319,10 +387,24 @@ class MQClientInstance:
     @deferred_api
     async def send_heartbeat_to_all(self) -> None:
         """HEART_BEAT to every broker (masters only if there is no consumer)."""
+        await self._send_heartbeats(self.all_broker_addrs(masters_only=not self.consumers))
+
+    def _heartbeat_new_brokers(self) -> None:
+        """HEART_BEAT now to each broker of the table that has not had one yet (a route just
+        named it): a client whose first routes arrive after its start is known to the brokers
+        at once, not at the next 30 s tick (Java heartbeats after start and route updates)."""
+        if not self.started:
+            return
+        new = set(self.all_broker_addrs(masters_only=not self.consumers)) - self._heartbeated
+        if new:
+            self._send_heartbeats(sorted(new)).addErrback(log_failure("heartbeat"))
+
+    @deferred_api
+    async def _send_heartbeats(self, addrs: list[str]) -> None:
         if not self.producers and not self.consumers:
             return
         data = self.heartbeat_data()
-        addrs = self.all_broker_addrs(masters_only=not self.consumers)
+        self._heartbeated.update(addrs)
         results = await DeferredList(
             [Deferred.fromCoroutine(self._heartbeat(a, data)) for a in addrs],
             consumeErrors=True,

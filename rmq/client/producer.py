@@ -309,34 +309,26 @@ class Producer:
     # --- routing ------------------------------------------------------------------------------
 
     async def _publish_info(self, topic: str) -> TopicPublishInfo:
+        """The topic's writable queues, fetched on first use and then remembered, so the
+        instance refreshes the route every ``poll_name_server_interval`` (Java
+        ``tryToFindTopicPublishInfo`` + ``topicPublishInfoTable``). A topic without a route is
+        sent through TBW102's brokers, which auto-create it; the refreshes ask for the topic's
+        own route and switch to it once the broker has registered the topic."""
         info = self._publish.get(topic)
         if info is not None and info.queues:
             return info
-        inst = self.instance
         try:
-            route = await inst.update_route(topic)
-            info = TopicPublishInfo(route.publish_queues(topic), route)
+            route = await self.instance.update_publish_route(topic, self.default_topic_queue_nums)
         except MQBrokerError as e:
             if e.code != ResponseCode.TOPIC_NOT_EXIST:
                 raise
-            info = None
-        if info is None or not info.queues:
-            # No route yet: let the broker auto-create it from TBW102 (Java does this too).
-            try:
-                default = await inst.api.get_route(DEFAULT_TOPIC)
-            except MQBrokerError as e:
-                raise MQClientError(
-                    f"No route info of this topic: {topic}, and no {DEFAULT_TOPIC} route"
-                ) from e
-            inst._apply_route(DEFAULT_TOPIC, default)
-            queues = []
-            for q in default.queue_datas:
-                n = min(self.default_topic_queue_nums, q.read_queue_nums)
-                if q.perm & 0x2 and inst.master_addr(q.broker_name):
-                    queues += [MessageQueue(topic, q.broker_name, i) for i in range(n)]
-            if not queues:
-                raise MQClientError(f"No route info of this topic: {topic}")
-            return TopicPublishInfo(queues, None)
+            raise MQClientError(
+                f"No route info of this topic: {topic}, and no {DEFAULT_TOPIC} route"
+            ) from e
+        queues = route.publish_queues(topic)
+        if not queues:
+            raise MQClientError(f"No route info of this topic: {topic}")
+        info = TopicPublishInfo(queues, route)
         self._publish[topic] = info
         return info
 

@@ -355,6 +355,33 @@ class PushConsumerTests(_Base):
         self.clock.advance(10)
         self.assertEqual(len(tq(c)), 8)
 
+    def test_heartbeat_when_route_brings_first_broker(self) -> None:
+        """A consumer started while its topic had no route (no broker known) heartbeats the
+        broker as soon as a route refresh names it, before the 30 s heartbeat tick, and so
+        joins the group and gets its queues; a known broker gets no extra heartbeat."""
+        del self.cluster.topics["T"]
+        c = self.consumer("c1", poll_name_server_interval=10.0)
+        self.successResultOf(c.start())
+        cid = c.client_id
+
+        def heartbeats() -> list[str]:
+            return [
+                a
+                for a, cmd in self.cluster.sent(RequestCode.HEART_BEAT)
+                if cid.encode() in cmd.body
+            ]
+
+        self.assertEqual(heartbeats(), [])
+        self.cluster.create_topic("T")
+        self.clock.advance(10)
+        self.assertEqual(heartbeats(), ["127.0.0.1:10911"])
+        self.assertEqual(self.cluster.members["CG"].keys(), {cid})
+        self.assertEqual(len(tq(c)), 4)
+        self.clock.advance(10)
+        self.assertEqual(len(heartbeats()), 1)
+        self.clock.advance(10)  # the 30 s tick
+        self.assertEqual(len(heartbeats()), 2)
+
     def test_orderly(self) -> None:
         """Orderly: queues are locked, consumed in order, a failure retries the same message."""
         self.cluster.topics["T"] = 1

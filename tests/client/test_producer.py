@@ -224,6 +224,77 @@ class ProducerTests(SynchronousTestCase):
         routes = [c.ext_fields["topic"] for _, c in self.cluster.sent(105)]
         self.assertEqual(routes[:2], ["NEW", "TBW102"])
 
+    def routes_asked(self) -> list[str]:
+        """Topics of the GET_ROUTEINFO_BY_TOPIC requests so far."""
+        return [c.ext_fields["topic"] for _, c in self.cluster.sent(105)]
+
+    def heartbeat_addrs(self) -> list[str]:
+        """Addresses the HEART_BEAT requests so far went to."""
+        return [a for a, _ in self.cluster.sent(RequestCode.HEART_BEAT)]
+
+    def test_auto_created_topic_follows_moved_broker(self) -> None:
+        """A topic first sent through TBW102 is remembered: the route refresh asks for the
+        topic itself, so a broker that comes back on a new address is found, gets a heartbeat
+        at once and takes the next sends."""
+        r = self.successResultOf(self.producer.send(Message("NEW", b"x")))
+        self.assertEqual(r.status, SendStatus.SEND_OK)
+        self.assertIn("NEW", self.producer.topics())
+        inst = self.producer.instance
+        self.assertNotIn("TBW102", inst.routes)  # TBW102's route is NEW's until NEW has one
+        moved = "127.0.0.1:20911"
+        self.cluster.brokers["broker-a"] = moved
+        self.cluster.requests.clear()
+        self.clock.advance(30)
+        self.assertIn("NEW", self.routes_asked())
+        self.assertNotIn("TBW102", self.routes_asked())  # the broker registered NEW
+        self.assertEqual(inst.master_addr("broker-a"), moved)
+        self.assertNotIn("127.0.0.1:10911", inst.all_broker_addrs())
+        self.assertIn(moved, self.heartbeat_addrs())
+        self.cluster.requests.clear()
+        for _ in range(8):
+            self.successResultOf(self.producer.send(Message("NEW", b"y")))
+        self.assertEqual(len(self.cluster.sent(310)), 8)
+        self.assertEqual(self.routes_asked(), [])  # the cached (refreshed) route served them
+        self.assertEqual(len(self.cluster.stored("NEW", 1)), 1)
+
+    def test_unrouted_topic_refreshed_from_tbw102_until_routed(self) -> None:
+        """While the NameServer has no route of its own for an auto-created topic, each refresh
+        asks for it and then for TBW102 (following a moved broker, with a heartbeat to it
+        before the 30 s heartbeat tick); once the topic is routed its own queues are used."""
+        p = Producer(
+            "PG2",
+            NAMESRV,
+            self.clock,
+            remoting_factory=self.cluster.connect,
+            poll_name_server_interval=10,
+        )
+        self.successResultOf(p.start())
+        self.addCleanup(lambda: self.successResultOf(p.shutdown()))
+        self.successResultOf(p.send(Message("NEW", b"x")))
+        self.assertEqual(self.routes_asked()[:2], ["NEW", "TBW102"])
+        del self.cluster.topics["NEW"]  # the broker has not registered it yet
+        moved = "127.0.0.1:20911"
+        self.cluster.brokers["broker-a"] = moved
+        self.cluster.requests.clear()
+        self.clock.advance(10)
+        self.assertEqual(self.routes_asked(), ["NEW", "TBW102"])
+        self.assertEqual(p.instance.master_addr("broker-a"), moved)
+        self.assertIn(moved, self.heartbeat_addrs())
+        # min(default_topic_queue_nums 4, TBW102's 8 read queues) per broker
+        self.assertEqual(len(p._publish["NEW"].queues), 8)
+        self.cluster.requests.clear()
+        r = self.successResultOf(p.send(Message("NEW", b"y")))
+        self.assertEqual(
+            self.cluster.sent(310)[0][0], self.cluster.brokers[r.message_queue.broker_name]
+        )
+        self.assertEqual(self.routes_asked(), [])
+        self.cluster.create_topic("NEW", 2)
+        self.cluster.requests.clear()
+        self.clock.advance(10)
+        self.assertEqual(self.routes_asked(), ["NEW"])
+        self.assertEqual(len(p._publish["NEW"].queues), 4)
+        self.assertNotIn("NEW", p.instance.default_routed)
+
     def test_oneway(self) -> None:
         """send_oneway writes a oneway SEND_MESSAGE_V2."""
         self.successResultOf(self.producer.send_oneway(Message("T", b"x")))
