@@ -1,4 +1,8 @@
-"""New messages the broker makes from stored records: retry copies, deliveries, commits, checks.
+"""Stored records the broker reads back, and the new messages it makes from them.
+
+:func:`read_batch` walks a consume queue in batches, skipping holes (the broker's own system
+queues: timer messages, half and op messages). :func:`copy_record` makes the retry copies,
+deliveries, commits and check copies.
 
 Java counterparts: the ``MessageExtBrokerInner`` copies built by
 ``SendMessageProcessor.asyncConsumerSendMsgBack``, ``ScheduleMessageService.messageTimeup``,
@@ -20,6 +24,29 @@ from rmq.common.message import (
     properties_to_string,
     tags_hash,
 )
+from rmq.store.interfaces import GetMessageResult, GetMessageStatus, IMessageStore
+
+#: Records read per ``get_messages`` call.
+BATCH = 32
+
+
+async def read_batch(
+    store: IMessageStore, topic: str, queue_id: int, offset: int, high: int
+) -> tuple[GetMessageResult | None, int]:
+    """The next batch of records at or after queue ``offset`` and below ``high``.
+
+    Returns ``(result, offset)``: a FOUND result with messages and the offset it starts at
+    (past any hole the store skipped), or ``(None, offset)`` when nothing is left below ``high``
+    (the offset then is as far as the holes led).
+    """
+    while offset < high:
+        result = await store.get_messages(topic, queue_id, offset, BATCH)
+        if result.status is GetMessageStatus.FOUND and result.messages:
+            return result, offset
+        if result.next_begin_offset <= offset:
+            break
+        offset = result.next_begin_offset
+    return None, offset
 
 
 def stored_properties(props: Mapping[str, str]) -> str:

@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from rmq.broker.interfaces import ISendMessageHook
-from rmq.broker.records import copy_record, stored_properties
+from rmq.broker.records import BATCH, copy_record, read_batch, stored_properties
 from rmq.broker.topic import SCHEDULE_TOPIC, TRANS_HALF_TOPIC
 from rmq.common import fastjson
 from rmq.common.asyncutil import CoalescingRunner, deferred_api, now_ms
@@ -68,7 +68,6 @@ TIMER_MAX_DELAY_MS = 3 * 86_400_000
 FLUSH_DELAY_OFFSET_INTERVAL_S = 10.0
 #: Retry after a failed delivery put (Java waits DELAY_FOR_A_PERIOD = 10 s).
 DELIVERY_RETRY_S = 10.0
-BATCH = 32
 
 _TIMER_PROPS = (TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS)
 
@@ -507,12 +506,9 @@ class TimerMessageService:
     async def _work(self) -> None:
         store = self._store
         high = store.get_max_offset_in_queue(TIMER_TOPIC, 0)
-        while self._scanned < high:
-            result = await store.get_messages(TIMER_TOPIC, 0, self._scanned, BATCH)
-            if result.status is not GetMessageStatus.FOUND or not result.messages:
-                if result.next_begin_offset > self._scanned:
-                    self._scanned = result.next_begin_offset
-                    continue
+        while True:
+            result, self._scanned = await read_batch(store, TIMER_TOPIC, 0, self._scanned, high)
+            if result is None:
                 break
             for qoff, due in zip(result.queue_offsets, result.tags_codes, strict=False):
                 if qoff not in self.table.delivered and qoff >= self.table.progress:

@@ -42,7 +42,7 @@ from rmq.broker.config import BrokerConfig
 from rmq.broker.identity import BrokerIdentity
 from rmq.broker.interfaces import ISendMessageHook
 from rmq.broker.offsets import ConsumerOffsetManager
-from rmq.broker.records import copy_record, stored_properties
+from rmq.broker.records import copy_record, read_batch, stored_properties
 from rmq.broker.topic import (
     TRANS_CHECK_MAX_TIME_TOPIC,
     TRANS_HALF_TOPIC,
@@ -78,7 +78,6 @@ CID_RMQ_SYS_TRANS = "CID_RMQ_SYS_TRANS"
 OP_TAG = "d"
 COMMIT = MessageSysFlag.TRANSACTION_COMMIT_TYPE
 ROLLBACK = MessageSysFlag.TRANSACTION_ROLLBACK_TYPE
-BATCH = 32
 
 
 @attrs.frozen
@@ -275,12 +274,9 @@ class TransactionalMessageCheckService:
         out: list[tuple[int, MessageExt]] = []
         offset = start
         high = self._store.get_max_offset_in_queue(topic, 0)
-        while offset < high:
-            got = await self._store.get_messages(topic, 0, offset, BATCH)
-            if got.status is not GetMessageStatus.FOUND or not got.messages:
-                if got.next_begin_offset > offset:
-                    offset = got.next_begin_offset
-                    continue
+        while True:
+            got, offset = await read_batch(self._store, topic, 0, offset, high)
+            if got is None:
                 break
             for raw, qoff in zip(got.messages, got.queue_offsets, strict=False):
                 out.append((qoff, decode_message(raw, decompress=False)))
