@@ -587,3 +587,37 @@ class ClientIntegrationTests(TestCase):
                 cluster.broker.offsets.query_offset("RSG", "IT12", q) == maxes[q] for q in range(2)
             )
         )
+
+    async def test_auto_created_topic_follows_restarted_broker(self) -> None:
+        """A topic auto-created through TBW102 by the producer's first send stays in its route
+        refresh: when the broker comes back on a new port, the producer learns the address from
+        the topic's route, heartbeats the new broker at once (it knows the producer group long
+        before the 30 s heartbeat tick) and sends there."""
+        self.reactor = global_reactor()
+        data = self.mktemp()
+        first = await start_local_cluster(self.reactor, data_dir=data)
+        broker_up = [True]
+
+        async def stop_first() -> None:
+            if broker_up[0]:
+                await first.stop()
+            else:
+                await first.namesrv_service.stopService()
+
+        self.addCleanup(stop_first)
+        p = await self.producer(first, poll_name_server_interval=0.2)
+        r = await p.send(new_message("IT13", b"before"))
+        self.assertEqual(r.status, SendStatus.SEND_OK)
+        name = r.message_queue.broker_name
+        await first.broker_service.stopService()
+        broker_up[0] = False
+        second = await start_local_cluster(
+            self.reactor, data_dir=data, broker_properties={"namesrvAddr": first.namesrv_addr}
+        )
+        self.addCleanup(second.stop)
+        self.assertNotEqual(second.broker_addr, first.broker_addr)
+        await wait_for(lambda: p.instance.master_addr(name) == second.broker_addr, 10.0)
+        await wait_for(lambda: bool(second.broker.producers.channels("PG")), 10.0)
+        r = await p.send(new_message("IT13", b"after"))
+        self.assertEqual(r.status, SendStatus.SEND_OK)
+        self.assertEqual(sum(second.store.get_max_offset_in_queue("IT13", q) for q in range(4)), 1)
