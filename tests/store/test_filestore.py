@@ -366,10 +366,13 @@ class RetentionTests(FileStoreTestBase):
 
     def test_delete_when_over_ratio(self) -> None:
         """Above diskMaxUsedSpaceRatio, expired files go at once, never the current one; queue
-        minimum offsets move up and reads of deleted data report OFFSET_TOO_SMALL."""
-        s = self.open_store(self.clock)
-        for _ in range(60):
-            self.successResultOf(s.put_message(make_msg(body=b"x" * 3000)))
+        minimum offsets move up, reads of deleted data report OFFSET_TOO_SMALL, and index files
+        wholly below the new minimum are gone."""
+        s = self.open_store(self.clock, max_index_num=11)  # 10 entries per index file
+        for i in range(60):
+            self.successResultOf(s.put_message(make_msg(body=b"x" * 3000, keys=f"r{i}")))
+        index_dir = os.path.join(self.root, "index")
+        self.assertEqual(len(os.listdir(index_dir)), 6)
         files = sorted(os.listdir(os.path.join(self.root, "commitlog")))
         self.assertEqual(len(files), 3)
         self._age_files(73)
@@ -387,6 +390,11 @@ class RetentionTests(FileStoreTestBase):
         self.assertEqual(len(os.listdir(os.path.join(self.root, "consumequeue", "T", "0"))), 2)
         g = self.successResultOf(s.get_messages("T", 0, mn, 32))
         self.assertEqual(g.queue_offsets[0], mn)
+        self.assertLess(len(os.listdir(index_dir)), 6)
+        q = self.successResultOf(s.query_message("T", f"r{mn}", 5, 0, 2**62))
+        self.assertEqual(len(q.messages), 1)
+        q = self.successResultOf(s.query_message("T", "r0", 5, 0, 2**62))
+        self.assertEqual(q.messages, [])
 
     def test_young_files_kept(self) -> None:
         """Files younger than fileReservedTime survive even above the ratio."""
