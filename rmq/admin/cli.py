@@ -31,7 +31,7 @@ from rmq.common.message import MessageExt
 from rmq.common.route import perm_to_string
 from rmq.remoting.client import RemotingClient, tcp_endpoint_factory
 
-Out = Callable[[str], None]
+Out = Callable[[str], object]
 Handler = Callable[[MQAdmin, "CommandOptions", Out], Awaitable[None]]
 
 
@@ -63,6 +63,8 @@ def _bool(text: str) -> bool:
 
 
 class UpdateTopicOptions(CommandOptions):
+    """Options of updateTopic."""
+
     optParameters = [
         ["topic", "t", None, "topic name"],
         ["brokerAddr", "b", None, "create on this broker"],
@@ -75,6 +77,8 @@ class UpdateTopicOptions(CommandOptions):
 
 
 class DeleteTopicOptions(CommandOptions):
+    """Options of deleteTopic."""
+
     optParameters = [
         ["topic", "t", None, "topic name"],
         ["clusterName", "c", None, "delete from every master of this cluster"],
@@ -82,10 +86,14 @@ class DeleteTopicOptions(CommandOptions):
 
 
 class TopicOptions(CommandOptions):
+    """Options of topicRoute, topicStatus."""
+
     optParameters = [["topic", "t", None, "topic name"]]
 
 
 class BrokerOrClusterOptions(CommandOptions):
+    """Options of brokerStatus, getBrokerConfig: one broker or every master of a cluster."""
+
     optParameters = [
         ["brokerAddr", "b", None, "broker address host:port"],
         ["clusterName", "c", None, "every master of this cluster"],
@@ -93,6 +101,8 @@ class BrokerOrClusterOptions(CommandOptions):
 
 
 class GroupOptions(CommandOptions):
+    """Options of consumerProgress, consumerConnection."""
+
     optParameters = [
         ["groupName", "g", None, "consumer group"],
         ["topic", "t", None, "only this topic"],
@@ -100,6 +110,8 @@ class GroupOptions(CommandOptions):
 
 
 class ProducerConnectionOptions(CommandOptions):
+    """Options of producerConnection."""
+
     optParameters = [
         ["producerGroup", "g", None, "producer group"],
         ["topic", "t", None, "a topic the group sends to (finds the brokers)"],
@@ -107,6 +119,8 @@ class ProducerConnectionOptions(CommandOptions):
 
 
 class UpdateSubGroupOptions(BrokerOrClusterOptions):
+    """Options of updateSubGroup (SubscriptionGroupConfig fields)."""
+
     optParameters = [
         ["groupName", "g", None, "consumer group"],
         ["consumeEnable", "s", True, "consume enabled", _bool],
@@ -121,6 +135,8 @@ class UpdateSubGroupOptions(BrokerOrClusterOptions):
 
 
 class DeleteSubGroupOptions(BrokerOrClusterOptions):
+    """Options of deleteSubGroup."""
+
     optParameters = [
         ["groupName", "g", None, "consumer group"],
         ["removeOffset", "r", False, "also drop the group's offsets", _bool],
@@ -128,6 +144,8 @@ class DeleteSubGroupOptions(BrokerOrClusterOptions):
 
 
 class ResetOffsetOptions(CommandOptions):
+    """Options of resetOffsetByTime."""
+
     optParameters = [
         ["group", "g", None, "consumer group"],
         ["topic", "t", None, "topic"],
@@ -137,6 +155,8 @@ class ResetOffsetOptions(CommandOptions):
 
 
 class QueryMsgByIdOptions(CommandOptions):
+    """Options of queryMsgById."""
+
     optParameters = [
         ["msgId", "i", None, "offset message id (or unique id with --topic)"],
         ["topic", "t", None, "topic, to look the id up as a unique (client) id"],
@@ -144,6 +164,8 @@ class QueryMsgByIdOptions(CommandOptions):
 
 
 class QueryMsgByKeyOptions(CommandOptions):
+    """Options of queryMsgByKey."""
+
     optParameters = [
         ["topic", "t", None, "topic"],
         ["msgKey", "k", None, "message key"],
@@ -154,10 +176,14 @@ class QueryMsgByKeyOptions(CommandOptions):
 
 
 class UpdateBrokerConfigOptions(BrokerOrClusterOptions):
+    """Options of updateBrokerConfig."""
+
     optParameters = [["key", "k", None, "config key"], ["value", "v", None, "new value"]]
 
 
 class KvOptions(CommandOptions):
+    """Options of getKvConfig, deleteKvConfig."""
+
     optParameters = [
         ["namespace", "s", None, "KV namespace"],
         ["key", "k", None, "key"],
@@ -165,6 +191,8 @@ class KvOptions(CommandOptions):
 
 
 class UpdateKvOptions(KvOptions):
+    """Options of updateKvConfig."""
+
     optParameters = [["value", "v", None, "value"]]
 
 
@@ -693,16 +721,9 @@ async def _run_one(
     err: TextIO,
 ) -> int:
     try:
-
-        def write(text: str) -> None:
-            out.write(text)
-
-        await handler(admin, opts, write)
+        await handler(admin, opts, out.write)
         status = 0
-    except usage.UsageError as e:
-        err.write(f"rmq-admin {name}: {e}\n")
-        status = 1
-    except MQBrokerError as e:
+    except (usage.UsageError, MQBrokerError) as e:  # MQBrokerError's text names the broker
         err.write(f"rmq-admin {name}: {e}\n")
         status = 1
     except RMQError as e:

@@ -36,6 +36,18 @@ def topic_table(*names: str, perm: int = 6, sys_flag: int = 0) -> dict[str, dict
     }
 
 
+def register_fields(addr: str = ADDR, broker_id: int = 0, **overrides: Any) -> dict[str, Any]:
+    """REGISTER_BROKER header fields like a Java broker's; ``overrides`` replace or add fields."""
+    return {
+        "brokerName": "broker-a",
+        "brokerAddr": addr,
+        "clusterName": "DefaultCluster",
+        "haServerAddr": addr[:-1] + "2",
+        "brokerId": broker_id,
+        **overrides,
+    }
+
+
 def register_request(
     body: RegisterBrokerBody,
     compressed: bool = False,
@@ -46,19 +58,13 @@ def register_request(
 ) -> RemotingCommand:
     """A REGISTER_BROKER request like a Java broker's."""
     raw = body.encode(compressed)
-    cmd = new_request(
-        RequestCode.REGISTER_BROKER,
-        {
-            "brokerName": "broker-a",
-            "brokerAddr": addr,
-            "clusterName": "DefaultCluster",
-            "haServerAddr": addr[:-1] + "2",
-            "brokerId": broker_id,
-            "compressed": compressed,
-            "bodyCrc32": body_crc32(raw) if crc is None else crc,
-        },
-        raw,
+    fields = register_fields(
+        addr,
+        broker_id,
+        compressed=compressed,
+        bodyCrc32=body_crc32(raw) if crc is None else crc,
     )
+    cmd = new_request(RequestCode.REGISTER_BROKER, fields, raw)
     if version is not None:
         cmd.version = version
     return cmd
@@ -102,18 +108,8 @@ class ProcessorTests(SynchronousTestCase):
 
     def test_bad_bodies(self) -> None:
         """Undecodable bodies and missing header fields get SYSTEM_ERROR naming the problem."""
-        cmd = new_request(
-            RequestCode.REGISTER_BROKER,
-            {
-                "brokerName": "b",
-                "brokerAddr": ADDR,
-                "clusterName": "C",
-                "haServerAddr": "x",
-                "brokerId": 0,
-                "compressed": True,
-            },
-            b"junk",
-        )
+        fields = register_fields(brokerName="b", clusterName="C", haServerAddr="x", compressed=True)
+        cmd = new_request(RequestCode.REGISTER_BROKER, fields, b"junk")
         response = self.broker.request(cmd)
         self.assertEqual(response.code, ResponseCode.SYSTEM_ERROR)
         self.assertIn("REGISTER_BROKER body", response.remark or "")
@@ -128,33 +124,16 @@ class ProcessorTests(SynchronousTestCase):
             "topicConfigTable": topic_table("Old"),
         }
         raw = fastjson.dumps(wrapper)
-        cmd = new_request(
-            RequestCode.REGISTER_BROKER,
-            {
-                "brokerName": "broker-a",
-                "brokerAddr": ADDR,
-                "clusterName": "C",
-                "haServerAddr": "h",
-                "brokerId": 0,
-            },
-            raw,
-        )
+        fields = register_fields(clusterName="C", haServerAddr="h")
+        cmd = new_request(RequestCode.REGISTER_BROKER, fields, raw)
         cmd.version = 30
         self.assertEqual(self.broker.request(cmd).code, ResponseCode.SUCCESS)
         self.assertEqual(self.route("Old").code, ResponseCode.SUCCESS)
 
     def test_empty_body(self) -> None:
         """A registration without a body registers the broker with no topics."""
-        cmd = new_request(
-            RequestCode.REGISTER_BROKER,
-            {
-                "brokerName": "broker-a",
-                "brokerAddr": ADDR,
-                "clusterName": "C",
-                "haServerAddr": "h",
-                "brokerId": 0,
-            },
-        )
+        fields = register_fields(clusterName="C", haServerAddr="h")
+        cmd = new_request(RequestCode.REGISTER_BROKER, fields)
         self.assertEqual(self.broker.request(cmd).code, ResponseCode.SUCCESS)
         self.assertEqual(self.ns.routes.query_broker_topic_config(ADDR), DataVersion(0, 0))
 
