@@ -54,7 +54,7 @@ from rmq.common.message import (
     string_to_properties,
     tags_hash,
 )
-from rmq.remoting.codes import RequestCode, ResponseCode
+from rmq.remoting.codes import FLAG_RESPONSE, RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_response
 from rmq.remoting.interfaces import IRemotingConnection, IRequestProcessor
 from rmq.store.interfaces import IMessageStore, PutMessageResult, PutMessageStatus
@@ -123,13 +123,55 @@ class SendMessageRequestHeader:
     @classmethod
     def from_request(cls, request: RemotingCommand) -> SendMessageRequestHeader:
         """Decode; HeaderError (SYSTEM_ERROR naming the field) when a required field is bad."""
+        fields = request.ext_fields
         if request.code in (RequestCode.SEND_MESSAGE_V2, RequestCode.SEND_BATCH_MESSAGE) and (
-            "b" in request.ext_fields
+            "b" in fields
         ):
-            fields = {V2_KEYS.get(k, k): v for k, v in request.ext_fields.items()}
-            cmd = RemotingCommand(code=request.code, opaque=request.opaque, ext_fields=fields)
-        else:
-            cmd = request
+            fields = {V2_KEYS.get(k, k): v for k, v in fields.items()}
+        # Fast path: every present integer is plain ASCII digits, as clients send them.
+        get = fields.get
+        producer_group = get("producerGroup")
+        topic = get("topic")
+        queue_id = get("queueId")
+        ints = (
+            queue_id,
+            get("defaultTopicQueueNums"),
+            get("sysFlag"),
+            get("bornTimestamp"),
+            get("flag"),
+            get("reconsumeTimes"),
+            get("maxReconsumeTimes"),
+        )
+        if (
+            producer_group is not None
+            and topic is not None
+            and queue_id is not None
+            and all(v is None or (v.isdigit() and v.isascii()) for v in ints)
+        ):
+            _, queue_nums, sys_flag, born, flag, reconsume, max_times = ints
+            return cls(
+                producer_group=producer_group,
+                topic=topic,
+                default_topic=get("defaultTopic", "TBW102"),
+                default_topic_queue_nums=4 if queue_nums is None else int(queue_nums),
+                queue_id=int(queue_id),
+                sys_flag=0 if sys_flag is None else int(sys_flag),
+                born_timestamp=0 if born is None else int(born),
+                flag=0 if flag is None else int(flag),
+                properties=get("properties", ""),
+                reconsume_times=0 if reconsume is None else int(reconsume),
+                unit_mode=_truthy(get("unitMode")),
+                max_reconsume_times=None if max_times is None else int(max_times),
+                batch=request.code == RequestCode.SEND_BATCH_MESSAGE or _truthy(get("batch")),
+            )
+        return cls._from_fields(request, fields)
+
+    @classmethod
+    def _from_fields(
+        cls, request: RemotingCommand, fields: dict[str, str]
+    ) -> SendMessageRequestHeader:
+        """The general decode with the typed accessors (signs, errors naming the field)."""
+        cmd = RemotingCommand(code=request.code, opaque=request.opaque, ext_fields=fields)
         max_times = cmd.ext_int("maxReconsumeTimes", None)
         return cls(
             producer_group=cmd.ext_str("producerGroup"),
@@ -365,6 +407,10 @@ class SendMessageProcessor:
         except BaseException:
             self.limiter.release()
             raise
+        if d.called and not d.paused and type(d.result) is PutMessageResult:
+            # The store answered at once (ASYNC_FLUSH): answer without a callback chain.
+            self.limiter.release()
+            return self._response(request, d.result, reply_queue_id)
         d.addBoth(self._released)
         return d.addCallback(self._response_to, request, reply_queue_id)
 
@@ -499,11 +545,29 @@ class SendMessageProcessor:
     def _response(
         self, request: RemotingCommand, result: PutMessageResult, queue_id: int
     ) -> RemotingCommand:
-        code = _STATUS_CODES.get(result.status, ResponseCode.SYSTEM_ERROR)
+        status = result.status
+        if status is PutMessageStatus.PUT_OK:
+            # The hot path: the response built directly with its wire strings.
+            config = self.config
+            return RemotingCommand(
+                code=ResponseCode.SUCCESS,
+                opaque=request.opaque,
+                flag=FLAG_RESPONSE,
+                ext_fields={
+                    "MSG_REGION": config.region_id,
+                    "TRACE_ON": "true" if config.trace_on else "false",
+                    "msgId": result.msg_id,
+                    "queueId": str(queue_id),
+                    "queueOffset": str(result.queue_offset),
+                },
+                serialize_type=request.serialize_type,
+                ext_fields_present=True,
+            )
+        code = _STATUS_CODES.get(status, ResponseCode.SYSTEM_ERROR)
         fields: dict[str, Any] = self._base_fields()
-        if result.status.stored:
+        if status.stored:
             fields.update(msgId=result.msg_id, queueId=queue_id, queueOffset=result.queue_offset)
-            remark = None if code == ResponseCode.SUCCESS else result.status.value
+            remark = None if code == ResponseCode.SUCCESS else status.value
             return new_response(request, code, remark, fields)
         remark = result.remark or result.status.value
         if result.status is PutMessageStatus.MESSAGE_ILLEGAL and not result.remark:

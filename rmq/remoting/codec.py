@@ -55,6 +55,8 @@ _NEEDS_ESCAPE_REST = re.compile("[\x00\x03-\x1f\x7f-\x9f\u2028\u2029\ud800-\udff
 _OPAQUE_IN_TEXT = re.compile(rb'"opaque"\s*:\s*"?(-?\d{1,10})')
 
 _json_decoder = json.JSONDecoder()
+_value_types = frozenset
+_ONLY_STR = frozenset((str,))
 _scan_once = _json_decoder.scan_once  # type: ignore[attr-defined]
 
 
@@ -193,10 +195,18 @@ def _decode_json_header(header: bytes) -> RemotingCommand:
             ext: dict[str, str] = {}
         elif type(raw_ext) is dict:
             ext = raw_ext
-            for value in raw_ext.values():
-                if type(value) is not str:
-                    ext = {k: _ext_text(v) for k, v in raw_ext.items() if v is not None}
-                    break
+            # Typed values (cpp sends queueId, flag, ... as JSON numbers): convert only those,
+            # in place, so the key order stays; null drops the key.
+            if _value_types(map(type, raw_ext.values())) != _ONLY_STR:
+                for k, v in list(raw_ext.items()):
+                    if type(v) is str:
+                        continue
+                    if type(v) is int:
+                        raw_ext[k] = str(v)
+                    elif v is None:
+                        del raw_ext[k]
+                    else:
+                        raw_ext[k] = _ext_text(v)
         else:
             raise ValueError(f"extFields is not an object: {raw_ext!r}")
     except ValueError as e:

@@ -18,9 +18,10 @@ import struct
 from collections.abc import Callable
 
 from twisted.internet.defer import CancelledError, Deferred, fail
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import LoopingCall
+from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -86,6 +87,11 @@ class RemotingProtocol(Protocol):
         self._lost = False
         self._receiving = False
         self._reentrant: list[bytes] = []
+        # Frames written while a read is handled, sent together when it is done (one write,
+        # in order); None outside ``dataReceived``.
+        self._out: list[bytes] | None = None
+        # A TCP connection of the reactor: the collected frames are sent at once (see _flush).
+        self._send_at_once = False
         #: ``clock.seconds()`` of the last read or write (for idle detection).
         self.last_activity = clock.seconds()
 
@@ -93,10 +99,19 @@ class RemotingProtocol(Protocol):
     # connection lifecycle
 
     def connectionMade(self) -> None:
-        """Record the peer address and tell the factory's callback."""
-        assert self.transport is not None
-        self.remote_address = format_address(self.transport.getPeer())
-        self.log.debug("Connection from/to {peer} made", peer=self.remote_address)
+        """Set the socket options, record the peer address and tell the factory's callback.
+
+        TCP_NODELAY on, SO_KEEPALIVE off, as Java's NettyRemotingServer (child channels) and
+        NettyRemotingClient set them: every frame is one small write that must leave at once;
+        dead peers are found by the heartbeats and the idle close, not by TCP keepalive.
+        """
+        transport = self.transport
+        assert transport is not None
+        if ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)
+            transport.setTcpKeepAlive(False)
+        self._send_at_once = isinstance(transport, Connection)
+        self.remote_address = format_address(transport.getPeer())
         if self._on_connection_made is not None:
             self._call_back(self._on_connection_made, "connection-made")
 
@@ -128,8 +143,16 @@ class RemotingProtocol(Protocol):
             )
 
     def close(self) -> None:
-        """Close the connection; pending requests fail with RemotingSendRequestError."""
+        """Close the connection; pending requests fail with RemotingSendRequestError.
+
+        Frames already written (answers to earlier requests of the same read) still go out.
+        """
         self._closing = True
+        if self._out:
+            try:
+                self._flush()
+            except Exception:
+                self.log.failure("Writing to {peer} failed", peer=self.remote_address)
         if self.transport is not None and not self._lost:
             self.transport.loseConnection()
 
@@ -167,16 +190,45 @@ class RemotingProtocol(Protocol):
             self._reentrant.append(data)
             return
         self._receiving = True
+        self._out = []
         self.last_activity = self.clock.seconds()
         try:
             self._frames_from(data)
             while self._reentrant and not self._closing:
                 self._frames_from(self._reentrant.pop(0))
+            if self._out:
+                self._flush()
         except Exception:
             self.log.failure("Handling data from {peer} failed", peer=self.remote_address)
             self._abort("internal error while handling a frame")
         finally:
             self._receiving = False
+            self._out = None
+
+    def _flush(self) -> None:
+        """Write the frames collected during this read as one buffer, and send it now.
+
+        Twisted only queues a write and sends it on the reactor's next turn (another
+        ``epoll_wait`` round and dispatch per answer); on a reactor TCP connection the answers
+        are pushed to the socket here, still in the reactor thread, like Netty's
+        ``writeAndFlush`` from the event loop. A partial send leaves the rest to the reactor.
+        """
+        out = self._out
+        transport = self.transport
+        if not out or transport is None:
+            return
+        self._out = []
+        if len(out) == 1:
+            transport.write(out[0])
+        else:
+            transport.writeSequence(out)
+        if self._send_at_once and not self._lost:
+            assert isinstance(transport, Connection)
+            if transport.connected and not transport.disconnecting:
+                # doWrite is IWriteDescriptor's own method: it sends what it can and stops
+                # watching for writability once the buffer is empty. On failure it leaves the
+                # writer registered, so the reactor reports the lost connection as usual.
+                transport.doWrite()
 
     def _frames_from(self, data: bytes) -> None:
         buf = self._buffer
@@ -282,7 +334,15 @@ class RemotingProtocol(Protocol):
         assert self.transport is not None
         self.last_activity = self.clock.seconds()
         body = cmd.body
-        if len(body) >= _WRITE_SEQUENCE_THRESHOLD:
+        out = self._out
+        if out is not None:
+            # Inside dataReceived: collected and written once the read is handled.
+            if len(body) >= _WRITE_SEQUENCE_THRESHOLD:
+                out.append(encode_head(cmd))
+                out.append(body)
+            else:
+                out.append(encode(cmd))
+        elif len(body) >= _WRITE_SEQUENCE_THRESHOLD:
             self.transport.writeSequence([encode_head(cmd), body])
         else:
             self.transport.write(encode(cmd))

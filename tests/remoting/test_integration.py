@@ -6,6 +6,8 @@ These use the global reactor (``trial`` runs it) and real TCP connections: a ser
 
 from __future__ import annotations
 
+import re
+import socket
 import struct
 from typing import Any
 
@@ -200,6 +202,29 @@ class LoopbackTests(TestCase):
             await pending
         self.assertIn(self.addr, caught.exception.remark)
         await conn.when_closed()
+
+    async def test_socket_options_like_java(self) -> None:
+        """Both ends of a remoting connection have TCP_NODELAY on and SO_KEEPALIVE off."""
+        client_side = await self.client.connection(self.addr)
+        await self.client.invoke(self.addr, new_request(RequestCode.HEART_BEAT), 5.0)
+        [server_side] = self.server_conns
+        for conn in (client_side, server_side):
+            sock = conn.transport.getHandle()  # type: ignore[attr-defined]
+            self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+            self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 0)
+
+    async def test_pipelined_requests_answered_in_order(self) -> None:
+        """Many requests arriving in one read are all answered, in order, over a real socket."""
+        frames = b"".join(
+            encode(RemotingCommand(code=RequestCode.HEART_BEAT, opaque=100 + i, body=b"%d" % i))
+            for i in range(200)
+        )
+        raw = await self._raw(frames)
+        await raw.expect(b'"opaque":299')
+        opaques = [int(x) for x in re.findall(rb'"opaque":(\d+)', raw.received)]
+        self.assertEqual(opaques, list(range(100, 300)))
+        raw.transport.loseConnection()  # type: ignore[union-attr]
+        await raw.lost
 
     def setUp(self) -> Deferred[None]:  # type: ignore[override]
         """Start a server on a free loopback port and a client (trial waits for the Deferred)."""
