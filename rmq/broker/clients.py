@@ -180,9 +180,7 @@ def parse_heartbeat(body: bytes) -> HeartbeatData:
 
     Raises ValueError for a body that is not a JSON object.
     """
-    obj = fastjson.loads(body)
-    if not isinstance(obj, dict):
-        raise ValueError("heartbeat body is not a JSON object")
+    obj = fastjson.loads_object(body, "heartbeat body")
     consumers = []
     for raw in obj.get("consumerDataSet") or ():
         if not isinstance(raw, dict):

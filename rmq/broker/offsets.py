@@ -95,9 +95,7 @@ class ConsumerOffsetManager:
 
     def decode(self, data: bytes) -> None:
         """Load ``consumerOffset.json`` (numeric keys may come back as strings)."""
-        obj = fastjson.loads(data)
-        if not isinstance(obj, dict):
-            raise ValueError("consumerOffset.json is not a JSON object")
+        obj = fastjson.loads_object(data, "consumerOffset.json")
         table: dict[str, dict[int, int]] = {}
         for key, queues in (obj.get("offsetTable") or {}).items():
             if not isinstance(queues, dict):

@@ -133,9 +133,7 @@ class RebalanceLockManager:
 def _parse_body(body: bytes) -> tuple[str, str, list[QueueId]]:
     """``(consumerGroup, clientId, mqSet)`` of a Lock/UnlockBatchRequestBody."""
     try:
-        obj = fastjson.loads(body)
-        if not isinstance(obj, dict):
-            raise ValueError("body is not a JSON object")
+        obj = fastjson.loads_object(body, "body")
         mqs = [QueueId.from_json(m) for m in obj.get("mqSet") or []]
         return str(obj.get("consumerGroup") or ""), str(obj.get("clientId") or ""), mqs
     except (ValueError, KeyError, TypeError) as e:

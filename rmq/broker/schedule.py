@@ -150,9 +150,7 @@ class DelayOffsetTable:
 
     def decode(self, data: bytes) -> None:
         """Load a file written by rmq or by RocketMQ 4.9.7."""
-        obj = fastjson.loads(data)
-        if not isinstance(obj, dict):
-            raise ValueError("delayOffset.json is not a JSON object")
+        obj = fastjson.loads_object(data, "delayOffset.json")
         self.offsets = {int(k): int(v) for k, v in (obj.get("offsetTable") or {}).items()}
 
 
@@ -174,9 +172,7 @@ class TimerProgressTable:
 
     def decode(self, data: bytes) -> None:
         """Load the file."""
-        obj = fastjson.loads(data)
-        if not isinstance(obj, dict):
-            raise ValueError("timerProgress.json is not a JSON object")
+        obj = fastjson.loads_object(data, "timerProgress.json")
         self.progress = int(obj.get("progress", 0))
         self.delivered = {int(x) for x in obj.get("delivered") or [] if int(x) >= self.progress}
 

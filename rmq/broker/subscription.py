@@ -163,9 +163,7 @@ class SubscriptionGroupManager:
 
     def decode(self, data: bytes) -> None:
         """Load ``subscriptionGroup.json`` (entries add to / replace the built-in groups)."""
-        obj = fastjson.loads(data)
-        if not isinstance(obj, dict):
-            raise ValueError("subscriptionGroup.json is not a JSON object")
+        obj = fastjson.loads_object(data, "subscriptionGroup.json")
         for name, raw in (obj.get("subscriptionGroupTable") or {}).items():
             if isinstance(raw, dict):
                 self._table[str(name)] = SubscriptionGroupConfig.from_json(raw, str(name))

@@ -399,9 +399,7 @@ class TopicConfigManager:
 
     def decode(self, data: bytes) -> None:
         """Load ``topics.json``; entries replace the built-in system topic configs."""
-        obj = fastjson.loads(data)
-        if not isinstance(obj, dict):
-            raise ValueError("topics.json is not a JSON object")
+        obj = fastjson.loads_object(data, "topics.json")
         table = obj.get("topicConfigTable") or {}
         for name, raw in table.items():
             if isinstance(raw, dict):

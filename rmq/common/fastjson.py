@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from json.decoder import JSONDecodeError
 from typing import Any
 
-__all__ = ["ObjectKey", "JsonError", "loads", "dumps", "dumps_pretty"]
+__all__ = ["ObjectKey", "JsonError", "loads", "loads_object", "dumps", "dumps_pretty"]
 
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
 _encode_str_ascii: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
@@ -221,6 +221,18 @@ class _LenientParser:
 
 # ---------------------------------------------------------------------------------------------
 # Writing
+
+
+def loads_object(data: bytes | bytearray | memoryview | str, what: str) -> dict[Any, Any]:
+    """:func:`loads` for a body or file that must hold one JSON object.
+
+    Raises :class:`JsonError` when it is not JSON and ``ValueError("<what> is not a JSON
+    object")`` when it is JSON of another kind.
+    """
+    obj = loads(data)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    return obj
 
 
 def dumps(obj: Any, *, standard: bool = False) -> bytes:

@@ -19,6 +19,14 @@ class LoadsTests(SynchronousTestCase):
         )
         self.assertEqual(fastjson.loads('"\\u00e9"'), "\u00e9")
 
+    def test_loads_object(self) -> None:
+        """loads_object returns an object and names what it read when the JSON is not one."""
+        self.assertEqual(fastjson.loads_object(b'{1:"a"}', "t.json"), {"1": "a"})
+        with self.assertRaises(ValueError) as cm:
+            fastjson.loads_object(b"[1]", "t.json")
+        self.assertEqual(str(cm.exception), "t.json is not a JSON object")
+        self.assertRaises(JsonError, fastjson.loads_object, b"{", "t.json")
+
     def test_unquoted_numeric_keys_become_strings(self) -> None:
         """fastjson's unquoted integer keys are read as string keys."""
         got = fastjson.loads(
