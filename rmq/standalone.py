@@ -17,7 +17,7 @@ from twisted.python import usage
 from rmq.broker.config import configs_from_properties
 from rmq.broker.tap import make_broker_service
 from rmq.common.asyncutil import deferred_api, global_reactor
-from rmq.common.config import parse_properties
+from rmq.common.config import read_properties_file
 from rmq.namesrv.config import NamesrvConfig
 from rmq.namesrv.service import add_namesrv_service
 
@@ -44,11 +44,7 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name} must be a port number") from None
         self.extra: dict[str, str] = {}
         if self["config"]:
-            try:
-                with open(self["config"], encoding="utf-8") as f:
-                    self.extra = parse_properties(f.read())
-            except OSError as e:
-                raise usage.UsageError(f"cannot read {self['config']}: {e.strerror}") from e
+            self.extra = read_properties_file(self["config"])
         # Convert now so a bad key is a usage error.
         configs_from_properties(self.broker_properties(), self["config"] or "defaults")
 

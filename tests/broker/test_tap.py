@@ -87,6 +87,19 @@ class StandaloneOptionsTests(SynchronousTestCase):
         """A non-numeric port is refused."""
         self.assertRaises(UsageError, StandaloneOptions().parseOptions, ["--broker-port", "x"])
 
+    def test_extra_config_file(self) -> None:
+        """-c adds broker.conf keys; a missing file is a usage error naming it."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("defaultTopicQueueNums=3\n")
+        options = StandaloneOptions()
+        options.parseOptions(["-c", path])
+        self.assertEqual(options.broker_properties()["defaultTopicQueueNums"], "3")
+        missing = self.mktemp()
+        with self.assertRaises(UsageError) as cm:
+            StandaloneOptions().parseOptions(["-c", missing])
+        self.assertIn(missing, str(cm.exception))
+
 
 class MetricsPortTests(SynchronousTestCase):
     """``metricsPort`` wires the Prometheus page of docs/metrics.md into the broker's tree."""
