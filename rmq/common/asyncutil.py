@@ -1,4 +1,5 @@
-"""Async helpers: the one place that imports the global reactor, coroutine wrapping, safe ticks.
+"""Async helpers: the one place that imports the global reactor, coroutine wrapping, safe ticks,
+and :class:`CoalescingRunner` (one run at a time, kicks coalesced, one timer at the earliest due).
 
 ``global_reactor()`` is called only at composition roots (tap modules, public client constructors
 given ``clock=None``). Everything else receives a clock or endpoint.
