@@ -40,7 +40,6 @@ from rmq.common.message import (
     UNIQ_KEY,
     WAIT,
     BrokerMessage,
-    MessageSysFlag,
     encode_host,
     encode_stored_record,
     string_to_properties,
@@ -79,10 +78,17 @@ _I32 = struct.Struct(">i")
 _I16 = struct.Struct(">h")
 _HEAD = struct.Struct(">iiiiiqqiq")
 _FIXED_V4 = struct.Struct(">iiiiiqqiq8sq8siqi")  # record head with IPv4 hosts, to body length
+_UNIT_PACK = UNIT.pack_into
 
 RunBlocking = Callable[..., "Deferred[Any]"]
-# (phys, size, topic, queue_id, queue_offset or -1, tags_code, store_ts, index keys)
-DispatchEntry = tuple[int, int, str, int, int, int, int, "list[str] | None"]
+# (phys, size, topic, queue_id, queue_offset or -1, tags_code, store_ts, index key(s))
+DispatchEntry = tuple[int, int, str, int, int, int, int, "str | list[str] | None"]
+
+INDEX_BATCH = 256
+"""Index entries of dispatched records are written in batches of this many records (and before
+every query, index flush, checkpoint, retention pass and stop): one tight loop per batch instead
+of a method chain per record. Records not yet indexed when the process dies lie past the index's
+end offset, so recovery re-indexes them."""
 
 
 def disk_usage_ratio(path: str) -> float:
@@ -135,6 +141,10 @@ class FileMessageStore:
         self.commitlog = CommitLog(config.commit_log_dir, config.mapped_file_size_commit_log)
         self._cq_root = os.path.join(self.root, "consumequeue")
         self._host_hex: dict[str, str] = {}
+        self._host_bytes: dict[str, bytes] = {}
+        self._topics: dict[str, tuple[bytes, str]] = {}
+        self._record_structs: dict[tuple[int, int, int], struct.Struct] = {}
+        self._index_todo: list[tuple[str, int, int]] = []
         self._max_size = config.max_message_size
         self._max_record = config.mapped_file_size_commit_log - 8
         self._index_on = config.message_index_enable
@@ -186,6 +196,33 @@ class FileMessageStore:
             if e.errno in (errno.EAGAIN, errno.EACCES):
                 raise RuntimeError(f"store {self.root} is locked by another process") from e
             raise
+        try:
+            self._start_locked()
+        except BaseException:
+            self._abandon_start()
+            raise
+
+    def _abandon_start(self) -> None:
+        """Undo a failed start: stop timers and the flush pool, close files, release the lock,
+        so nothing keeps the process alive (the pool's threads are not daemons)."""
+        self.running = False
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
+        if self._pool is not None:
+            self._pool.stop()  # joins its threads first: they may touch the mappings
+            self._pool = None
+        self.commitlog.close()
+        for cq in self._cqs.values():
+            cq.close()
+        self._cqs = {}
+        self.index.close(write_headers=False)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _start_locked(self) -> None:
         abort = os.path.join(self.root, "abort")
         abnormal = os.path.exists(abort)
         t0 = time.monotonic()
@@ -323,37 +360,146 @@ class FileMessageStore:
             prefix = self._host_hex[store_host] = encode_host(store_host).hex().upper()
         return f"{prefix}{phys:016X}"
 
+    def _host(self, address: str) -> bytes:
+        raw = self._host_bytes.get(address)
+        if raw is None:
+            if len(self._host_bytes) > 4096:
+                self._host_bytes.clear()
+            raw = self._host_bytes[address] = encode_host(address)
+        return raw
+
+    def _topic_info(self, topic: str) -> tuple[bytes, str]:
+        """``(TOPIC field, index key prefix "topic#")``, cached; ValueError beyond 127 bytes."""
+        info = self._topics.get(topic)
+        if info is None:
+            raw = topic.encode()
+            if len(raw) > 127:
+                raise ValueError("topic longer than 127 bytes")
+            info = self._topics[topic] = (bytes((len(raw),)) + raw, topic + "#")
+        return info
+
     def _append(self, msg: BrokerMessage, store_ts: int) -> tuple[int, int, int]:
         """Append one record and dispatch it (or queue it for dispatch after the fsync).
 
-        Returns ``(phys, size, queue offset)``; ValueError if it cannot fit in a file."""
+        The record goes straight into the mapped file with one ``pack_into`` (a ``Struct`` per
+        body/topic/property length, cached). Returns ``(phys, size, queue offset)``; ValueError
+        if it cannot fit in a file."""
         topic = msg.topic
         qid = msg.queue_id
-        in_cq = not msg.sys_flag & MessageSysFlag.TRANSACTION_PREPARED_TYPE
+        sys_flag = msg.sys_flag
+        in_cq = not sys_flag & 4  # TRANSACTION_PREPARED_TYPE (also set in ROLLBACK)
         key = (topic, qid)
         qoff = self._next_qoff.get(key, 0) if in_cq else 0
-        raw = encode_stored_record(msg, qoff, 0, store_ts)
-        size = len(raw)
-        if size > self._max_record:
-            raise ValueError("record larger than a commit-log file")
-        phys = self.commitlog.append(raw)
+        info = self._topics.get(topic)
+        if info is None:
+            info = self._topic_info(topic)
+        tfield = info[0]
+        born = self._host_bytes.get(msg.born_host) or self._host(msg.born_host)
+        store = self._host_bytes.get(msg.store_host) or self._host(msg.store_host)
+        props = msg.properties_str.encode()
+        plen = len(props)
+        body = msg.body
+        blen = len(body)
+        size = 90 + blen + len(tfield) + plen
+        cl = self.commitlog
+        mf = cl._last
+        if (
+            mf is not None
+            and mf.wrote + size + 8 <= mf.size
+            and len(born) == 8
+            and len(store) == 8
+            and plen <= 32767
+            and type(body) is bytes
+        ):
+            pos = mf.wrote
+            phys = mf.start + pos
+            shape = (blen, len(tfield), plen)
+            st = self._record_structs.get(shape)
+            if st is None:
+                if len(self._record_structs) >= 1024:
+                    self._record_structs.clear()
+                st = self._record_structs[shape] = struct.Struct(
+                    f">iiiiiqqiq8sq8siqi{blen}s{len(tfield)}sh{plen}s"
+                )
+            st.pack_into(
+                mf.mm,
+                pos,
+                size,
+                MESSAGE_MAGIC_CODE,
+                zlib.crc32(body) & 0x7FFFFFFF,
+                qid,
+                msg.flag,
+                qoff,
+                phys,
+                sys_flag & ~0x30,  # both hosts IPv4
+                msg.born_timestamp,
+                born,
+                store_ts,
+                store,
+                msg.reconsume_times,
+                msg.prepared_transaction_offset,
+                blen,
+                body,
+                tfield,
+                plen,
+                props,
+            )
+            mf.wrote = pos + size
+            mf.dirty = True
+            if mf.wrote + 1048576 >= mf.populated and cl.on_prefault is not None:
+                cl.on_prefault(mf)
+        else:
+            raw = encode_stored_record(msg, qoff, 0, store_ts)
+            size = len(raw)
+            if size > self._max_record:
+                raise ValueError("record larger than a commit-log file")
+            phys = cl.append(raw)
         tags = msg.tags_code
         if in_cq:
             self._next_qoff[key] = qoff + 1
             if topic == SCHEDULE_TOPIC:
                 tags = dispatch_tags_code(topic, tags, msg.properties, store_ts, self._delays)
-        keys: list[str] | None = None
+        keys: str | list[str] | None = None
         if self._index_on:
-            props = msg.properties
-            uniq = props.get(UNIQ_KEY)
-            if KEYS in props:
-                keys = index_keys(topic, props)
-            elif uniq:
-                keys = [f"{topic}#{uniq}"]
+            mprops = msg.properties
+            if KEYS in mprops:
+                keys = index_keys(topic, mprops)
+            else:
+                uniq = mprops.get(UNIQ_KEY)
+                if uniq:
+                    keys = info[1] + uniq
         if self._sync:
             self._pending.append(
                 ((phys, size, topic, qid, qoff if in_cq else -1, tags, store_ts, keys), phys + size)
             )
+            return phys, size, qoff
+        # ASYNC_FLUSH: dispatch now. The usual case (next unit inside the queue's last file,
+        # one index key) is _dispatch_record inlined: this runs once per message.
+        cq = self._cqs.get(key) if in_cq else None
+        if (
+            cq is not None
+            and qoff == cq.max_offset
+            and not isinstance(keys, list)
+            and (files := cq.files.files)
+            and 0 <= (pos := qoff * 20 - (cf := files[-1]).start) < cf.size
+        ):
+            _UNIT_PACK(cf.mm, pos, phys, size, tags)
+            cf.wrote = pos + 20
+            cf.dirty = True
+            cq.max_offset = qoff + 1
+            cq.max_phy = phys + size
+            if keys is not None:
+                todo = self._index_todo
+                todo.append((keys, phys, store_ts))
+                if len(todo) >= INDEX_BATCH:
+                    self._drain_index()
+            self._last_dispatched_ts = store_ts
+            if self._listeners:
+                for listener in self._listeners:
+                    try:
+                        listener(topic, qid, qoff, tags)
+                    except Exception:
+                        self.log.failure("Arrival listener failed")
         else:
             self._dispatch_record(
                 phys, size, topic, qid, qoff if in_cq else -1, tags, store_ts, keys
@@ -367,16 +513,20 @@ class FileMessageStore:
         )
         if bad is not None:
             return succeed(bad)
-        store_ts = self._store_ts()
+        store_ts = int(self._clock.seconds() * 1000)
+        if store_ts < self._last_ts:
+            store_ts = self._last_ts
+        self._last_ts = store_ts
         try:
             phys, size, qoff = self._append(msg, store_ts)
         except ValueError as e:
             return succeed(PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, remark=str(e)))
         self._last_appended_ts = store_ts
+        prefix = self._host_hex.get(msg.store_host)
         result = PutMessageResult(
             PutMessageStatus.PUT_OK,
             phys,
-            self._offset_id(msg.store_host, phys),
+            f"{prefix}{phys:016X}" if prefix else self._offset_id(msg.store_host, phys),
             qoff,
             store_ts,
             1,
@@ -484,16 +634,37 @@ class FileMessageStore:
         qoff: int,
         tags: int,
         ts: int,
-        keys: list[str] | None,
+        keys: str | list[str] | None,
     ) -> None:
-        """Write the consume-queue unit and index entries of a record; tell the listeners."""
+        """Write the consume-queue unit of a record, queue its index entries, tell the
+        listeners."""
         if qoff >= 0:
             cq = self._cqs.get((topic, qid))
             if cq is None:
                 cq = self._cq(topic, qid)
-            cq.put(qoff, phys, size, tags)
+            if qoff == cq.max_offset and (files := cq.files.files):
+                # the common case inlined: the next unit inside the last file
+                mf = files[-1]
+                pos = qoff * 20 - mf.start
+                if 0 <= pos < mf.size:
+                    _UNIT_PACK(mf.mm, pos, phys, size, tags)
+                    mf.wrote = pos + 20
+                    mf.dirty = True
+                    cq.max_offset = qoff + 1
+                    cq.max_phy = phys + size
+                else:
+                    cq.put(qoff, phys, size, tags)
+            else:
+                cq.put(qoff, phys, size, tags)
         if keys:
-            self.index.put_keys(keys, phys, ts, ts)
+            todo = self._index_todo
+            if type(keys) is str:
+                todo.append((keys, phys, ts))
+            else:
+                for k in keys:
+                    todo.append((k, phys, ts))
+            if len(todo) >= INDEX_BATCH:
+                self._drain_index()
         self._last_dispatched_ts = ts
         if qoff >= 0 and self._listeners:
             for listener in self._listeners:
@@ -501,6 +672,13 @@ class FileMessageStore:
                     listener(topic, qid, qoff, tags)
                 except Exception:
                     self.log.failure("Arrival listener failed")
+
+    def _drain_index(self) -> None:
+        """Write the index entries of dispatched records (batched: see ``INDEX_BATCH``)."""
+        todo = self._index_todo
+        if todo:
+            self._index_todo = []
+            self.index.put_batch(todo)
 
     # --- flush --------------------------------------------------------------------------------
 
@@ -589,6 +767,7 @@ class FileMessageStore:
         """Flush consume queues and index files, then the checkpoint."""
         if not self.running:
             return None
+        self._drain_index()
         ts = self._last_dispatched_ts
         phys_ts = self._flushed_ts
         fds = [fd for cq in self._cqs.values() for fd in cq.files.dirty_fds()]
@@ -617,6 +796,7 @@ class FileMessageStore:
         self._flushed_ts = self._last_appended_ts
         while self._pending:
             self._dispatch(self._pending.popleft()[0])
+        self._drain_index()
         fds = [fd for cq in self._cqs.values() for fd in cq.files.dirty_fds()]
         fds += self.index.dirty_fds()
         await self._fsync(fds)
@@ -789,6 +969,7 @@ class FileMessageStore:
         self, topic: str, key: str, max_num: int, begin_ms: int, end_ms: int
     ) -> Deferred[QueryMessageResult]:
         """Look ``topic#key`` up in the index files, re-checking each record's topic and keys."""
+        self._drain_index()
         result = QueryMessageResult()
         offsets = self.index.query(f"{topic}#{key}", max_num, begin_ms, end_ms)
         seen: set[int] = set()
@@ -1101,6 +1282,7 @@ class FileMessageStore:
         at most 10 per call, like Java's cleanImmediately), never the last one; then
         consume-queue and index files wholly below the new minimum. Returns files deleted."""
         keep_s = self.config.file_reserved_time_hours * 3600
+        self._drain_index()
         files = self.commitlog.files.files
         deleted = 0
         busy = self._busy_fds  # never close a file a flush thread is syncing

@@ -244,6 +244,67 @@ class IndexService:
         if f.populated < f.entries_pos + f.index_count * ENTRY_SIZE + PREFAULT_CHUNK // 4:
             self._prefault(f)
 
+    def put_batch(self, entries: list[tuple[str, int, int]]) -> None:
+        """Index a batch of ``(topic#key, phys, store_ts)`` in commit-log order.
+
+        One loop with the writable file's state in locals. Per entry: the entry, then its slot,
+        then the header, so a kill at any point leaves a header whose count and end offset
+        cover every slot already pointing at an entry (recovery re-indexes what follows)."""
+        if not entries:
+            return
+        f = self.files[-1] if self.files and not self.files[-1].full else None
+        if f is None:
+            f = self._writable(entries[0][2])
+        mm = f.mm
+        slots = f.slots
+        epos = f.entries_pos
+        n = f.index_count
+        limit = f.max_index
+        begin_ts = f.begin_ts
+        begin_phy = f.begin_phy
+        end_phy = f.end_phy
+        end_ts = f.end_ts
+        slot_count = f.slot_count
+        pack_entry = ENTRY.pack_into
+        pack_slot = SLOT.pack_into
+        unpack_slot = SLOT.unpack_from
+        pack_header = HEADER.pack_into
+        jhash = java_string_hash
+        for k, phys, ts in entries:
+            if n >= limit:
+                f.index_count, f.slot_count = n, slot_count
+                f.begin_ts, f.begin_phy, f.end_phy, f.end_ts = begin_ts, begin_phy, end_phy, end_ts
+                f.dirty = True
+                f = self._writable(ts)
+                mm, slots, epos, n, limit = f.mm, f.slots, f.entries_pos, f.index_count, f.max_index
+                begin_ts, begin_phy, slot_count = f.begin_ts, f.begin_phy, f.slot_count
+            h = jhash(k)
+            h = 0 if h == -0x80000000 else abs(h)
+            slot_pos = HEADER_SIZE + (h % slots) * 4
+            (prev,) = unpack_slot(mm, slot_pos)
+            if prev <= 0 or prev > n:
+                prev = 0
+                slot_count += 1
+            if n <= 1:
+                begin_phy = phys
+                begin_ts = ts
+            diff = (ts - begin_ts) // 1000 if begin_ts > 0 else 0
+            if diff < 0:
+                diff = 0
+            elif diff > 0x7FFFFFFF:
+                diff = 0x7FFFFFFF
+            pack_entry(mm, epos + n * ENTRY_SIZE, h, phys, diff, prev)
+            pack_slot(mm, slot_pos, n)
+            n += 1
+            end_phy = phys
+            end_ts = ts
+            pack_header(mm, 0, begin_ts, ts, begin_phy, phys, slot_count, n)
+        f.index_count, f.slot_count = n, slot_count
+        f.begin_ts, f.begin_phy, f.end_phy, f.end_ts = begin_ts, begin_phy, end_phy, end_ts
+        f.dirty = True
+        if f.populated < f.entries_pos + n * ENTRY_SIZE + PREFAULT_CHUNK // 4:
+            self._prefault(f)
+
     def query(self, key: str, max_num: int, begin: int, end: int) -> list[int]:
         """Commit-log offsets of records indexed under ``key`` in [begin, end], newest first."""
         h = key_hash(key)
