@@ -84,6 +84,9 @@ RunBlocking = Callable[..., "Deferred[Any]"]
 # (phys, size, topic, queue_id, queue_offset or -1, tags_code, store_ts, index key(s))
 DispatchEntry = tuple[int, int, str, int, int, int, int, "str | list[str] | None"]
 
+MAX_COMMITS = 2
+"""Commit-log fsyncs that may run at once under SYNC_FLUSH (group commit pipelining)."""
+
 INDEX_BATCH = 256
 """Index entries of dispatched records are written in batches of this many records (and before
 every query, index flush, checkpoint, retention pass and stop): one tight loop per batch instead
@@ -158,7 +161,9 @@ class FileMessageStore:
         self._pending: deque[tuple[DispatchEntry, int]] = deque()  # (entry, end) awaiting flush
         self._waiters: deque[_Waiter] = deque()
         self._timeout_call: IDelayedCall | None = None
-        self._flushing = False
+        self._flushing = False  # a commit fsync (see _commits) or an exclusive flush runs
+        self._commits: deque[list[Any]] = deque()  # in-flight commit fsyncs [target, ts, done]
+        self._requested = 0  # highest commit-log offset an fsync was started for
         self._answering = False
         self._flushed = 0
         self._idle: list[Deferred[None]] = []
@@ -242,7 +247,7 @@ class FileMessageStore:
             self._pool.start()
         self.commitlog.on_prefault = self._prefault
         self.index.on_prefault = self._prefault_range
-        self._flushed = self.commitlog.max_offset
+        self._flushed = self._requested = self.commitlog.max_offset
         self._last_thorough = self._clock.seconds()
         self._check_disk()
         c = self.config
@@ -683,27 +688,55 @@ class FileMessageStore:
     # --- flush --------------------------------------------------------------------------------
 
     def _group_commit(self) -> None:
-        """Start an fsync of everything appended so far unless one is running."""
-        if self._flushing or self._answering:
+        """Start an fsync of everything appended so far, unless ``MAX_COMMITS`` run already (or
+        one runs while waiters are being answered: their callbacks' puts then share the next).
+
+        A put arriving while an fsync runs is appended at once and answered by the next fsync,
+        which may start before the running one returns; completions are applied in order."""
+        commits = self._commits
+        if commits:
+            if len(commits) >= MAX_COMMITS or self._answering:
+                return
+        elif self._flushing:  # an exclusive flush (flush(), stop) runs
             return
         target = self.commitlog.max_offset
-        if target <= self._flushed and not self._waiters and not self._pending:
+        if target <= self._requested:  # covered by a running or finished fsync
             return
+        self._requested = target
         fds = self.commitlog.files.dirty_fds()
-        ts = self._last_appended_ts
+        entry = [target, self._last_appended_ts, False]
+        commits.append(entry)
         self._flushing = True
         d = self._fsync(fds)
-        d.addCallbacks(self._commit_done, self._commit_failed, callbackArgs=(target, ts))
+        d.addCallbacks(
+            self._commit_done, self._commit_failed, callbackArgs=(entry,), errbackArgs=(entry,)
+        )
 
-    def _commit_done(self, _: object, target: int, ts: int) -> None:
-        self._flushing = False
+    def _commit_done(self, _: object, entry: list[Any]) -> None:
+        entry[2] = True
+        commits = self._commits
+        target = -1
+        ts = 0
+        while commits and commits[0][2]:
+            target, ts, _done = commits.popleft()
+        self._flushing = bool(commits)
+        if target < 0:  # a later fsync finished first: wait for the earlier one
+            return
+        # Records appended during that fsync get theirs now, before the answers run.
+        if self.running:
+            self._group_commit()
+        self._flushed_to(target, ts)
+
+    def _flushed_to(self, target: int, ts: int) -> None:
+        """Everything before ``target`` is durable: dispatch it and answer its puts."""
         if target > self._flushed:
             self._flushed = target
             self._flushed_ts = max(self._flushed_ts, ts)
+        if target > self._requested:
+            self._requested = target
         pending = self._pending
         while pending and pending[0][1] <= target:
             self._dispatch(pending.popleft()[0])
-        # Puts made by the callbacks below join the next fsync, started once they all ran.
         self._answering = True
         try:
             self._answer_waiters(target)
@@ -713,8 +746,13 @@ class FileMessageStore:
         if self.running and (self._waiters or pending):
             self._group_commit()
 
-    def _commit_failed(self, failure: Failure) -> None:
-        self._flushing = False
+    def _commit_failed(self, failure: Failure, entry: list[Any]) -> None:
+        commits = self._commits
+        if entry in commits:
+            commits.remove(entry)
+        self._flushing = bool(commits)
+        # a later put retries everything not yet durable
+        self._requested = commits[-1][0] if commits else self._flushed
         self.log.failure("Commit-log fsync failed", failure)
         self._maybe_idle()
 
@@ -792,7 +830,7 @@ class FileMessageStore:
             await self._fsync(fds)
         finally:
             self._flushing = False
-        self._flushed = target
+        self._flushed = self._requested = max(target, self._requested)
         self._flushed_ts = self._last_appended_ts
         while self._pending:
             self._dispatch(self._pending.popleft()[0])
@@ -824,7 +862,8 @@ class FileMessageStore:
         except BaseException:
             self._flushing = False
             raise
-        self._commit_done(None, target, ts)
+        self._flushing = False
+        self._flushed_to(target, ts)
         cq_flush = self._cq_flush_tick()
         if cq_flush is not None:
             await cq_flush

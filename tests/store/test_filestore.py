@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from rmq.common.message import decode_messages
 from rmq.store.config import SYNC_FLUSH, MessageStoreConfig
-from rmq.store.filestore import FileMessageStore
+from rmq.store.filestore import MAX_COMMITS, FileMessageStore
 from rmq.store.interfaces import GetMessageStatus, PutMessageStatus
 from rmq.store.mappedfile import fdatasync_all
 from tests.store.contract import T0, IMessageStoreContract, make_msg
@@ -56,6 +56,11 @@ class HeldRunner:
     def release_one(self) -> None:
         """Run the oldest held call and fire its Deferred."""
         f, args, d = self.calls.pop(0)
+        d.callback(f(*args))
+
+    def release_at(self, i: int) -> None:
+        """Run the ``i``-th held call (0 = oldest) and fire its Deferred."""
+        f, args, d = self.calls.pop(i)
         d.callback(f(*args))
 
     def release_all(self) -> None:
@@ -246,25 +251,61 @@ class GroupCommitTests(FileStoreTestBase):
         self.runner.release_all()
 
     def test_one_fsync_answers_all_earlier_puts(self) -> None:
-        """Puts made while an fsync runs wait for the next fsync, which answers all of them."""
+        """A put made while an fsync runs starts the next one at once (at most MAX_COMMITS run),
+        an fsync answers every put appended before it started, completions apply in order,
+        and nothing is visible before its fsync."""
         d1 = self.store.put_message(make_msg(body=b"1"))
         self.assertEqual(len(self.runner.calls), 1)
         d2 = self.store.put_message(make_msg(body=b"2"))
+        self.assertEqual(len(self.runner.calls), 2)  # pipelined: starts while the first runs
         d3 = self.store.put_message(make_msg(body=b"3"))
-        self.assertEqual(len(self.runner.calls), 1)
-        self.assertNoResult(d1)
+        d4 = self.store.put_message(make_msg(body=b"4"))
+        self.assertEqual(len(self.runner.calls), MAX_COMMITS)
+        for d in (d1, d2, d3, d4):
+            self.assertNoResult(d)
         # consumers see nothing before the flush
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 0)
+        # the second fsync returns first: nothing is answered until the first returns
+        self.runner.release_at(1)
+        self.assertNoResult(d1)
+        self.assertNoResult(d2)
         self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 0)
         self.runner.release_one()
         self.assertEqual(self.successResultOf(d1).status, PutMessageStatus.PUT_OK)
-        self.assertNoResult(d2)
-        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 1)
-        self.assertEqual(len(self.runner.calls), 1)
-        self.runner.release_one()
         self.assertEqual(self.successResultOf(d2).status, PutMessageStatus.PUT_OK)
+        self.assertNoResult(d3)
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 2)
+        self.assertEqual(len(self.runner.calls), 1)  # one fsync for both waiting puts
+        self.runner.release_one()
         self.assertEqual(self.successResultOf(d3).status, PutMessageStatus.PUT_OK)
-        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 3)
+        self.assertEqual(self.successResultOf(d4).status, PutMessageStatus.PUT_OK)
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 4)
         self.assertEqual(self.runner.calls, [])
+
+    def test_answer_callbacks_share_the_next_fsync(self) -> None:
+        """Puts made by the callbacks of puts answered together are appended at once and
+        answered together by one later fsync; never more than MAX_COMMITS fsyncs run."""
+        follow: list[Deferred[Any]] = []
+
+        def again(_: object) -> None:
+            follow.append(self.store.put_message(make_msg(body=b"again")))
+
+        for i in range(4):
+            self.store.put_message(make_msg(body=b"%d" % i)).addCallback(again)
+        while len(follow) < 4:
+            self.assertLessEqual(len(self.runner.calls), MAX_COMMITS)
+            self.runner.release_one()
+        # puts 2 and 3 were answered by one fsync: their follow-ups share the last one
+        while len(self.runner.calls) > 1:
+            self.runner.release_one()
+        self.assertNoResult(follow[2])
+        self.assertNoResult(follow[3])
+        self.runner.release_one()
+        self.assertEqual(
+            [self.successResultOf(d).status for d in follow], [PutMessageStatus.PUT_OK] * 4
+        )
+        self.assertEqual(self.runner.calls, [])
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 8)
 
     def test_flush_timeout(self) -> None:
         """A put not flushed within syncFlushTimeout is answered FLUSH_DISK_TIMEOUT."""
