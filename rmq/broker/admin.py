@@ -15,7 +15,8 @@ runtime-info part of ``BrokerController``), split in three thin processors:
   UPDATE_BROKER_CONFIG (25).
 
 :func:`install_admin` wires them (and the runtime counters of :mod:`rmq.broker.stats`) into a
-:class:`rmq.broker.service.Broker`.
+:class:`rmq.broker.service.Broker`, together with the codes of :mod:`rmq.broker.admin_ops`
+(consume time spans, stats items, store maintenance, ACL stubs, ...).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.usage import UsageError
 
+from rmq.broker.admin_ops import install_admin_ops
 from rmq.broker.clients import ConsumerManager, ProducerManager
 from rmq.broker.codetable import CodeTableProcessor
 from rmq.broker.config import BrokerConfig
@@ -786,6 +788,7 @@ def install_admin(broker: Broker) -> BrokerStats:
     broker_admin = BrokerAdminProcessor(broker, stats, updater, delay)
     for processor in (topic_admin, group_admin, broker_admin):
         processor.register_with(broker.dispatcher)
+    install_admin_ops(broker, stats)
     try:
         updater.load_overlay()
     except RMQError as e:

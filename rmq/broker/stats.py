@@ -80,6 +80,11 @@ class BrokerStats:
         self.topic_puts: dict[str, int] = {}
         #: Messages pulled per consumer group (for GET_CONSUME_STATS' consumeTps).
         self.group_gets: dict[str, int] = {}
+        #: Per ``topic@group``: [messages, bytes, FOUND answers] pulled (Java's GROUP_GET_NUMS /
+        #: GROUP_GET_SIZE stats items, read by VIEW_BROKER_STATS_DATA).
+        self.topic_group_gets: dict[str, list[int]] = {}
+        #: Called after each new sample (at most once a second; admin_ops' stats windows).
+        self.sample_listeners: list[Callable[[], None]] = []
         self._phy_base: int | None = None
         self._started = False
         now = clock.seconds()
@@ -101,9 +106,13 @@ class BrokerStats:
             self.maybe_sample()
 
     def pull_answered(
-        self, response: RemotingCommand | None, group: str | None = None
+        self,
+        response: RemotingCommand | None,
+        group: str | None = None,
+        topic: str | None = None,
     ) -> RemotingCommand | None:
-        """Count one PULL_MESSAGE answer of ``group`` (returned unchanged, for a callback)."""
+        """Count one PULL_MESSAGE answer of ``group`` on ``topic`` (returned unchanged, for a
+        callback)."""
         if response is None:
             return None
         if response.code == ResponseCode.SUCCESS and response.body:
@@ -121,6 +130,14 @@ class BrokerStats:
             if group is not None:
                 gets = self.group_gets
                 gets[group] = gets.get(group, 0) + n
+                if topic is not None:
+                    key = f"{topic}@{group}"
+                    item = self.topic_group_gets.get(key)
+                    if item is None:
+                        item = self.topic_group_gets[key] = [0, 0, 0]
+                    item[0] += n
+                    item[1] += end
+                    item[2] += 1
             self.get_bytes += end
             self.get_found += 1
         else:
@@ -179,6 +196,8 @@ class BrokerStats:
         i = bisect.bisect_right(times, cutoff)
         if i > 1:
             del self._samples[: i - 1]
+        for listener in self.sample_listeners:
+            listener()
 
     def rates(self, window_s: float) -> dict[str, float]:
         """Per-second rates over the last ``window_s`` seconds (see the module docstring)."""
@@ -297,9 +316,10 @@ class CountingPullProcessor:
         """Delegate, then count the answer when it exists."""
         result = self.inner.process_request(connection, request)
         group = request.ext_fields.get("consumerGroup")
+        topic = request.ext_fields.get("topic")
         if isinstance(result, Deferred):
-            return result.addCallback(self.stats.pull_answered, group)
-        return self.stats.pull_answered(result, group)
+            return result.addCallback(self.stats.pull_answered, group, topic)
+        return self.stats.pull_answered(result, group, topic)
 
 
 def prometheus_text(stats: BrokerStats, labels: dict[str, str]) -> bytes:
