@@ -53,10 +53,11 @@ class QueryProcessor(CodeTableProcessor):
     async def search_offset_by_timestamp(
         self, connection: IRemotingConnection, request: RemotingCommand
     ) -> RemotingCommand:
-        """The queue offset of the first message stored at or after ``timestamp`` (ms)."""
+        """The queue offset of the message stored nearest ``timestamp`` (ms), as Java's
+        ``getOffsetInQueueByTime`` (protocol §5.9)."""
         topic, queue_id = queue_of(request)
         offset = await self.store.get_offset_in_queue_by_time(
-            topic, queue_id, request.ext_int("timestamp")
+            topic, queue_id, request.ext_int("timestamp"), nearest=True
         )
         return new_response(request, ext_fields={"offset": offset})
 

@@ -70,6 +70,7 @@ from rmq.store.rules import (
     key_matches,
     offset_status,
     prepare,
+    search_by_time,
 )
 
 _CHECKPOINT = struct.Struct(">qqq")
@@ -964,21 +965,24 @@ class FileMessageStore:
         return self.commitlog.store_ts_at(unit[0])
 
     def get_offset_in_queue_by_time(
-        self, topic: str, queue_id: int, timestamp_ms: int
+        self, topic: str, queue_id: int, timestamp_ms: int, nearest: bool = False
     ) -> Deferred[int]:
         """Binary search of the queue by store time (see IMessageStore)."""
         cq = self._cqs.get((topic, queue_id))
-        if cq is None:
+        if cq is None or cq.max_offset <= cq.min_offset:
             return succeed(0)
-        lo, hi = cq.min_offset, cq.max_offset
-        while lo < hi:
-            mid = (lo + hi) // 2
-            ts = self._unit_ts(cq, mid)
-            if ts < timestamp_ms:
-                lo = mid + 1
-            else:
-                hi = mid
-        return succeed(lo)
+        cl_min = self.commitlog.min_offset
+
+        def store_time(offset: int) -> int:
+            # -1: no record (filler, or below the log's minimum): counts as "earlier"
+            unit = cq.read_unit(offset)
+            if unit is None or unit[1] == FILLER_SIZE or unit[0] < cl_min:
+                return -1
+            return self.commitlog.store_ts_at(unit[0])
+
+        return succeed(
+            search_by_time(cq.min_offset, cq.max_offset, store_time, timestamp_ms, nearest)
+        )
 
     def get_message_store_timestamp(self, topic: str, queue_id: int, offset: int) -> Deferred[int]:
         """Store time of the record at ``offset`` of the queue (-1 if none)."""

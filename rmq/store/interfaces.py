@@ -176,8 +176,16 @@ class IMessageStore(Interface):
     def get_max_offset_in_queue(topic: str, queue_id: int) -> int:
         """Number of units in the queue = the next queue offset (0 for no queue)."""
 
-    def get_offset_in_queue_by_time(topic: str, queue_id: int, timestamp_ms: int) -> Deferred[int]:
-        """First queue offset whose store time is >= ``timestamp_ms`` (max offset if none)."""
+    def get_offset_in_queue_by_time(
+        topic: str, queue_id: int, timestamp_ms: int, nearest: bool = False
+    ) -> Deferred[int]:
+        """Queue offset for a store time (ms), by binary search; 0 for an unknown or empty queue.
+
+        ``nearest=False``: the first offset stored at or after ``timestamp_ms`` (the max offset
+        if none; what resetting a group's offsets to a time wants). ``nearest=True``: Java
+        ``ConsumeQueue.getOffsetInQueueByTime`` (SEARCH_OFFSET_BY_TIMESTAMP, protocol §5.9): an
+        offset stored exactly then (the first), else the nearer of its two neighbours, the
+        earlier on a tie, the only one at either end (the last message for a later time)."""
 
     def get_message_store_timestamp(topic: str, queue_id: int, offset: int) -> Deferred[int]:
         """Store time (ms) of the record at ``offset`` in the queue, -1 if there is none."""

@@ -41,6 +41,7 @@ from rmq.store.rules import (
     key_matches,
     offset_status,
     prepare,
+    search_by_time,
 )
 
 
@@ -199,13 +200,14 @@ class MemoryMessageStore:
         return len(units[0]) if units else 0
 
     def get_offset_in_queue_by_time(
-        self, topic: str, queue_id: int, timestamp_ms: int
+        self, topic: str, queue_id: int, timestamp_ms: int, nearest: bool = False
     ) -> Deferred[int]:
-        """First offset stored at or after ``timestamp_ms`` (max offset if none)."""
+        """Offset for a time by binary search (see IMessageStore)."""
         units = self._queues.get((topic, queue_id))
         if not units:
             return succeed(0)
-        return succeed(bisect.bisect_left(units[2], timestamp_ms))
+        times = units[2]
+        return succeed(search_by_time(0, len(times), times.__getitem__, timestamp_ms, nearest))
 
     def get_message_store_timestamp(self, topic: str, queue_id: int, offset: int) -> Deferred[int]:
         """Store time of the unit at ``offset``, -1 if none."""

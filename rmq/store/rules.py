@@ -6,6 +6,8 @@ Java counterparts: ``DefaultMessageStore.checkMessage``/``getMessage``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rmq.common.message import (
     DELAY,
     KEY_SEPARATOR,
@@ -97,6 +99,43 @@ def offset_status(
     if offset > max_offset:
         return GetMessageStatus.OFFSET_OVERFLOW_BADLY, min_offset if min_offset == 0 else max_offset
     return None
+
+
+def search_by_time(
+    lo: int, hi: int, store_time: Callable[[int], int], timestamp_ms: int, nearest: bool
+) -> int:
+    """Queue offset for a time, by binary search over offsets ``[lo, hi)`` whose store times
+    (``store_time(offset)``; -1 for a unit without a record, ordered as earlier) never decrease.
+
+    ``nearest=False``: the first offset stored at or after ``timestamp_ms`` (``hi`` if none).
+    ``nearest=True`` is Java ``ConsumeQueue.getOffsetInQueueByTime``: an offset stored exactly
+    at ``timestamp_ms`` (here the first such), otherwise the nearer of the last offset before
+    and the first after, the earlier one on a tie, the only one at either end (so the last
+    message's offset, not ``hi``, for a time after all of them); 0 for an empty range.
+    """
+    if hi <= lo:
+        return 0
+    first, last = lo, hi
+    while first < last:  # first offset whose time is >= timestamp_ms
+        mid = (first + last) // 2
+        if store_time(mid) < timestamp_ms:
+            first = mid + 1
+        else:
+            last = mid
+    if not nearest:
+        return first
+    after = store_time(first) if first < hi else -1
+    if after == timestamp_ms:
+        return first
+    before_off = first - 1
+    while before_off >= lo and store_time(before_off) < 0:
+        before_off -= 1  # units without a record are no candidates
+    before = store_time(before_off) if before_off >= lo else -1
+    if before < 0:
+        return first if first < hi else lo
+    if after < 0:
+        return before_off
+    return first if after - timestamp_ms < timestamp_ms - before else before_off
 
 
 MAX_FILTER_UNITS = 800

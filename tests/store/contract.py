@@ -222,6 +222,49 @@ class IMessageStoreContract:
         q = self.tc.successResultOf(self.store.query_message("T", "nope", 32, 0, now))
         self.tc.assertEqual(q.messages, [])
 
+    def test_offset_by_time_nearest_like_java(self) -> None:
+        """With nearest=True the offset for a time is Java's getOffsetInQueueByTime: the first
+        message stored exactly then, else the nearer neighbour (the earlier on a tie), the
+        only one at either end; without, the first stored at or after the time."""
+        t0 = int(T0 * 1000)
+        # store times (ms after t0) of offsets 0..5
+        for step in (0, 1000, 1000, 0, 3000, 4000):
+            self.clock.advance(step / 1000)
+            self.put(make_msg())
+        self.put(make_msg(queue_id=1))
+        times = [0, 1000, 2000, 2000, 5000, 9000]
+        s = self.store
+
+        def at(ms: int, nearest: bool = True) -> int:
+            r: int = self.tc.successResultOf(
+                s.get_offset_in_queue_by_time("T", 0, t0 + ms, nearest=nearest)
+            )
+            return r
+
+        for off, ms in enumerate(times):
+            self.tc.assertEqual(
+                self.tc.successResultOf(s.get_message_store_timestamp("T", 0, off)), t0 + ms
+            )
+        self.tc.assertEqual(at(2000), 2)  # exact: the first stored then
+        self.tc.assertEqual(at(2900), 3)  # 900 ms after offset 3, 2100 before offset 4
+        self.tc.assertEqual(at(4100), 4)  # nearer the later one
+        self.tc.assertEqual(at(3500), 3)  # tie: the earlier one
+        self.tc.assertEqual(at(7000), 4)  # tie again
+        self.tc.assertEqual(at(7001), 5)
+        self.tc.assertEqual(at(-5000), 0)  # before all: the first
+        self.tc.assertEqual(at(60000), 5)  # after all: the last message, not the max offset
+        self.tc.assertEqual(at(2900, nearest=False), 4)
+        self.tc.assertEqual(at(2000, nearest=False), 2)
+        self.tc.assertEqual(at(60000, nearest=False), 6)
+        self.tc.assertEqual(at(-5000, nearest=False), 0)
+        for nearest in (True, False):
+            self.tc.assertEqual(
+                self.tc.successResultOf(s.get_offset_in_queue_by_time("T", 7, t0, nearest)), 0
+            )
+            self.tc.assertEqual(
+                self.tc.successResultOf(s.get_offset_in_queue_by_time("nope", 0, t0, nearest)), 0
+            )
+
     def test_times(self) -> None:
         """Offset by time, store time of an offset and earliest times follow the clock."""
         self.tc.assertEqual(self.tc.successResultOf(self.store.get_earliest_store_time()), -1)
@@ -236,6 +279,9 @@ class IMessageStoreContract:
         self.tc.assertEqual(self.tc.successResultOf(s.get_offset_in_queue_by_time("T", 0, 0)), 0)
         self.tc.assertEqual(
             self.tc.successResultOf(s.get_offset_in_queue_by_time("T", 0, t0 + 9000)), 3
+        )
+        self.tc.assertEqual(
+            self.tc.successResultOf(s.get_offset_in_queue_by_time("T", 0, t0 + 9000, True)), 2
         )
         self.tc.assertEqual(
             self.tc.successResultOf(s.get_message_store_timestamp("T", 0, 2)), t0 + 2000

@@ -472,6 +472,10 @@ class RetentionTests(FileStoreTestBase):
         self.assertEqual(s.get_min_phy_offset(), int(files[-1]))
         mn = s.get_min_offset_in_queue("T", 0)
         self.assertGreater(mn, 0)
+        for nearest in (True, False):  # deleted records are never an answer
+            self.assertEqual(
+                self.successResultOf(s.get_offset_in_queue_by_time("T", 0, 0, nearest)), mn
+            )
         g = self.successResultOf(s.get_messages("T", 0, 0, 32))
         self.assertEqual((g.status, g.next_begin_offset), (GetMessageStatus.OFFSET_TOO_SMALL, mn))
         # the first consume-queue file still references live records, so it stays
