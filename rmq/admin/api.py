@@ -397,3 +397,108 @@ class MQAdmin:
         """UPDATE_BROKER_CONFIG with Properties text."""
         body = "".join(f"{k}={v}\n" for k, v in props.items()).encode("utf-8")
         await self.broker_call(addr, RequestCode.UPDATE_BROKER_CONFIG, body=body)
+
+    # -- more broker operations (rmq.broker.admin_ops on rmq; AdminBrokerProcessor on Java) --
+
+    @deferred_api
+    async def query_consume_time_span(
+        self, addr: str, topic: str, group: str
+    ) -> list[dict[str, Any]]:
+        """QUERY_CONSUME_TIME_SPAN: one QueueTimeSpan dict per write queue of ``topic``."""
+        response = await self.broker_call(
+            addr, RequestCode.QUERY_CONSUME_TIME_SPAN, {"topic": topic, "group": group}
+        )
+        return list(fastjson.loads(response.body).get("consumeTimeSpanSet") or [])
+
+    @deferred_api
+    async def clone_group_offset(
+        self, addr: str, src_group: str, dest_group: str, topic: str, offline: bool = False
+    ) -> None:
+        """CLONE_GROUP_OFFSET: copy ``src_group``'s offsets on ``topic`` to ``dest_group``."""
+        await self.broker_call(
+            addr,
+            RequestCode.CLONE_GROUP_OFFSET,
+            {"srcGroup": src_group, "destGroup": dest_group, "topic": topic, "offline": offline},
+        )
+
+    @deferred_api
+    async def view_broker_stats_data(
+        self, addr: str, stats_name: str, stats_key: str
+    ) -> dict[str, dict[str, Any]]:
+        """VIEW_BROKER_STATS_DATA: ``{"statsMinute"|"statsHour"|"statsDay": {sum, tps, avgpt}}``;
+        MQBrokerError(1) when the item has no data."""
+        response = await self.broker_call(
+            addr,
+            RequestCode.VIEW_BROKER_STATS_DATA,
+            {"statsName": stats_name, "statsKey": stats_key},
+        )
+        obj = fastjson.loads(response.body)
+        return obj if isinstance(obj, dict) else {}
+
+    @deferred_api
+    async def broker_consume_stats(self, addr: str, is_order: bool = False) -> dict[str, Any]:
+        """GET_BROKER_CONSUME_STATS (ConsumeStatsList as a dict; offset tables keyed by
+        :class:`QueueKey`)."""
+        response = await self.broker_call(
+            addr, RequestCode.GET_BROKER_CONSUME_STATS, {"isOrder": is_order}
+        )
+        obj = fastjson.loads(response.body)
+        for entry in obj.get("consumeStatsList") or []:
+            for stats in entry.values():
+                for one in stats:
+                    one["offsetTable"] = mq_map(fastjson.dumps(one))
+        return obj if isinstance(obj, dict) else {}
+
+    @deferred_api
+    async def consumer_status(
+        self, addr: str, topic: str, group: str, client_id: str = ""
+    ) -> dict[str, dict[QueueKey, int]]:
+        """INVOKE_BROKER_TO_GET_CONSUMER_STATUS: each live consumer's queue offsets."""
+        response = await self.broker_call(
+            addr,
+            RequestCode.INVOKE_BROKER_TO_GET_CONSUMER_STATUS,
+            {"topic": topic, "group": group, "clientAddr": client_id or None},
+        )
+        table = fastjson.loads(response.body).get("consumerTable") or {}
+        return {
+            str(client): {
+                k: int(v) for k, v in mq_map(fastjson.dumps({"offsetTable": queues})).items()
+            }
+            for client, queues in table.items()
+        }
+
+    @deferred_api
+    async def all_producer_info(self, addr: str) -> dict[str, list[dict[str, Any]]]:
+        """GET_ALL_PRODUCER_INFO: producer group → ProducerInfo dicts."""
+        response = await self.broker_call(addr, RequestCode.GET_ALL_PRODUCER_INFO)
+        data = fastjson.loads(response.body).get("data") or {}
+        return {str(g): list(v or []) for g, v in data.items()}
+
+    @deferred_api
+    async def query_topic_consume_by_who(self, addr: str, topic: str) -> list[str]:
+        """QUERY_TOPIC_CONSUME_BY_WHO: groups with offsets or subscriptions on ``topic``."""
+        response = await self.broker_call(
+            addr, RequestCode.QUERY_TOPIC_CONSUME_BY_WHO, {"topic": topic}
+        )
+        return [str(g) for g in fastjson.loads(response.body).get("groupList") or []]
+
+    @deferred_api
+    async def system_topics(self, addr: str) -> list[str]:
+        """GET_SYSTEM_TOPIC_LIST_FROM_BROKER."""
+        response = await self.broker_call(addr, RequestCode.GET_SYSTEM_TOPIC_LIST_FROM_BROKER)
+        return [str(t) for t in fastjson.loads(response.body).get("topicList") or []]
+
+    @deferred_api
+    async def broker_maintenance(self, addr: str, code: int) -> None:
+        """CLEAN_EXPIRED_CONSUMEQUEUE, CLEAN_UNUSED_TOPIC or DELETE_EXPIRED_COMMITLOG."""
+        await self.broker_call(addr, code)
+
+    @deferred_api
+    async def resume_check_half_message(self, msg_id: str) -> None:
+        """RESUME_CHECK_HALF_MESSAGE at the store host encoded in the offset message id."""
+        try:
+            decoded = decode_offset_msg_id(msg_id)
+        except ValueError as e:
+            raise MQClientError(f"{msg_id} is not an offset message id: {e}") from e
+        addr = f"{decoded.host}:{decoded.port}"
+        await self.broker_call(addr, RequestCode.RESUME_CHECK_HALF_MESSAGE, {"msgId": msg_id})

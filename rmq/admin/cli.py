@@ -30,6 +30,7 @@ from rmq.common.errors import MQBrokerError, RMQError
 from rmq.common.message import MessageExt
 from rmq.common.route import perm_to_string
 from rmq.remoting.client import RemotingClient, tcp_endpoint_factory
+from rmq.remoting.codes import RequestCode
 
 Out = Callable[[str], object]
 Handler = Callable[[MQAdmin, "CommandOptions", Out], Awaitable[None]]
@@ -194,6 +195,75 @@ class UpdateKvOptions(KvOptions):
     """Options of updateKvConfig."""
 
     optParameters = [["value", "v", None, "value"]]
+
+
+class ConsumeTimeSpanOptions(CommandOptions):
+    """Options of consumeTimeSpan."""
+
+    optParameters = [
+        ["topic", "t", None, "topic"],
+        ["group", "g", None, "consumer group"],
+    ]
+
+
+class CloneGroupOffsetOptions(CommandOptions):
+    """Options of cloneGroupOffset (mqadmin's)."""
+
+    optParameters = [
+        ["srcGroup", "s", None, "source consumer group"],
+        ["destGroup", "d", None, "destination consumer group"],
+        ["topic", "t", None, "topic"],
+        ["offline", "o", False, "the group or the topic is offline (true/false)", _bool],
+    ]
+
+
+class StatsAllOptions(CommandOptions):
+    """Options of statsAll."""
+
+    optFlags = [["activeTopic", "a", "print active topics only"]]
+    optParameters = [["topic", "t", None, "print this topic only"]]
+
+
+class BrokerConsumeStatsOptions(CommandOptions):
+    """Options of brokerConsumeStats."""
+
+    optParameters = [
+        ["brokerAddr", "b", None, "broker address"],
+        ["level", "l", 0, "print queues whose diff is at least this", int],
+        ["order", "o", False, "ordered topics only (true/false)", _bool],
+    ]
+
+
+class GetConsumerStatusOptions(CommandOptions):
+    """Options of getConsumerStatus."""
+
+    optParameters = [
+        ["group", "g", None, "consumer group"],
+        ["topic", "t", None, "topic"],
+        ["originClientId", "i", None, "only this consumer client id"],
+    ]
+
+
+class BrokerOrClusterOrAllOptions(CommandOptions):
+    """Options of cleanExpiredCQ, cleanUnusedTopic, deleteExpiredCommitLog (neither = every
+    master of every cluster, as mqadmin)."""
+
+    optParameters = [
+        ["brokerAddr", "b", None, "broker address host:port"],
+        ["cluster", "c", None, "every master of this cluster"],
+    ]
+
+
+class ResumeHalfOptions(CommandOptions):
+    """Options of resumeCheckHalfMessage."""
+
+    optParameters = [["msgId", "i", None, "offset message id of the half message"]]
+
+
+class ProducerOptions(CommandOptions):
+    """Options of producer."""
+
+    optParameters = [["broker", "b", None, "broker address"]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,6 +706,227 @@ async def delete_kv_config(admin: MQAdmin, opts: CommandOptions, out: Out) -> No
     out("delete kv config from namespace success.\n")
 
 
+async def consume_time_span(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
+    """consumeTimeSpan: per queue the oldest, newest and last consumed store time and the delay
+    of the first unconsumed message (QUERY_CONSUME_TIME_SPAN)."""
+    opts.need("topic", "group")
+    widths = (22, 4, 24, 24, 24)
+    out(
+        _row(
+            widths + (0,),
+            ("#Broker Name", "#QID", "#MinTime", "#MaxTime", "#ConsumeTime", "#Delay(ms)"),
+        )
+    )
+    for name, addr in await admin.topic_masters(opts["topic"]):
+        spans = await admin.query_consume_time_span(addr, opts["topic"], opts["group"])
+        for span in sorted(spans, key=lambda s: int(s["messageQueue"]["queueId"])):
+            out(
+                _row(
+                    widths + (0,),
+                    (
+                        name,
+                        span["messageQueue"]["queueId"],
+                        _ts(int(span.get("minTimeStamp", 0))),
+                        _ts(int(span.get("maxTimeStamp", 0))),
+                        _ts(int(span.get("consumeTimeStamp", 0))),
+                        span.get("delayTime", 0),
+                    ),
+                )
+            )
+
+
+async def clone_group_offset(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
+    """cloneGroupOffset: copy a group's offsets on a topic to another group (CLONE_GROUP_OFFSET
+    on every master of the topic)."""
+    opts.need("srcGroup", "destGroup", "topic")
+    for _, addr in await admin.topic_masters(opts["topic"]):
+        await admin.clone_group_offset(
+            addr, opts["srcGroup"], opts["destGroup"], opts["topic"], opts["offline"]
+        )
+    out(
+        f"clone group offset success. srcGroup[{opts['srcGroup']}], "
+        f"destGroup=[{opts['destGroup']}], topic[{opts['topic']}]\n"
+    )
+
+
+def _sum_24h(data: Mapping[str, Any]) -> int:
+    """mqadmin's compute24HourSum: the day sum, else the hour's, else the minute's."""
+    for window in ("statsDay", "statsHour", "statsMinute"):
+        total = int((data.get(window) or {}).get("sum") or 0)
+        if total:
+            return total
+    return 0
+
+
+async def _stats_of(
+    admin: MQAdmin, masters: Sequence[tuple[str, str]], name: str, key: str
+) -> tuple[float, int]:
+    """Minute TPS and 24-hour sum of one stats item over ``masters`` (missing items count 0)."""
+    tps = 0.0
+    total = 0
+    for _, addr in masters:
+        try:
+            data = await admin.view_broker_stats_data(addr, name, key)
+        except MQBrokerError:
+            continue
+        tps += float((data.get("statsMinute") or {}).get("tps") or 0.0)
+        total += _sum_24h(data)
+    return tps, total
+
+
+async def stats_all(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
+    """statsAll: per topic and consumer group the backlog, in/out TPS and 24-hour message counts
+    (VIEW_BROKER_STATS_DATA TOPIC_PUT_NUMS and GROUP_GET_NUMS on every master)."""
+    out(
+        f"{'#Topic':<64}  {'#Consumer Group':<64} {'#Accumulation':>12} {'#InTPS':>11} "
+        f"{'#OutTPS':>11} {'#InMsg24Hour':>14} {'#OutMsg24Hour':>14}\n"
+    )
+    active = bool(opts["activeTopic"])
+    for topic in sorted(await admin.topic_list()):
+        if topic.startswith((RETRY_PREFIX, DLQ_PREFIX)):
+            continue
+        if opts["topic"] and topic != opts["topic"]:
+            continue
+        try:
+            await _stats_topic(admin, topic, active, out)
+        except RMQError:
+            continue  # like mqadmin: a topic that cannot be examined is left out
+
+
+async def _stats_topic(admin: MQAdmin, topic: str, active: bool, out: Out) -> None:
+    """statsAll's lines of one topic."""
+    masters = await admin.topic_masters(topic)
+    groups: set[str] = set()
+    for _, addr in masters:
+        groups.update(await admin.query_topic_consume_by_who(addr, topic))
+    in_tps, in_msgs = await _stats_of(admin, masters, "TOPIC_PUT_NUMS", topic)
+    if not groups:
+        if not active or in_msgs > 0:
+            out(
+                f"{topic:<64}  {'':<64} {0:>12d} {in_tps:>11.2f} {'':>11} {in_msgs:>14d} "
+                f"{'NO_CONSUMER':>14}\n"
+            )
+        return
+    for group in sorted(groups):
+        out_tps, out_msgs = await _stats_of(admin, masters, "GROUP_GET_NUMS", f"{topic}@{group}")
+        backlog = 0
+        for _, addr in masters:
+            try:
+                _, table = await admin.consume_stats(addr, group, topic)
+            except MQBrokerError:
+                continue
+            backlog += sum(
+                int(s.get("brokerOffset", 0)) - int(s.get("consumerOffset", 0))
+                for s in table.values()
+            )
+        if not active or in_msgs > 0 or out_msgs > 0:
+            out(
+                f"{topic:<64}  {group:<64} {max(backlog, 0):>12d} {in_tps:>11.2f} "
+                f"{out_tps:>11.2f} {in_msgs:>14d} {out_msgs:>14d}\n"
+            )
+
+
+async def broker_consume_stats(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
+    """brokerConsumeStats: every group's progress on one broker (GET_BROKER_CONSUME_STATS)."""
+    opts.need("brokerAddr")
+    stats = await admin.broker_consume_stats(opts["brokerAddr"], opts["order"])
+    out(
+        f"{'#Topic':<64}  {'#Group':<64}  {'#Broker Name':<32}  {'#QID':<4}  "
+        f"{'#Broker Offset':<20}  {'#Consumer Offset':<20}  {'#Diff':<20}  #LastTime\n"
+    )
+    for entry in stats.get("consumeStatsList") or []:
+        for group, group_stats in entry.items():
+            for one in group_stats:
+                table = one["offsetTable"]
+                for key in sorted(table, key=lambda k: (k.topic, k.broker_name, k.queue_id)):
+                    s = table[key]
+                    broker_offset = int(s.get("brokerOffset", 0))
+                    consumer_offset = int(s.get("consumerOffset", 0))
+                    diff = broker_offset - consumer_offset
+                    last = int(s.get("lastTimestamp", 0))
+                    if diff < opts["level"] or last <= 0:
+                        continue
+                    last_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last / 1000))
+                    out(
+                        f"{key.topic:<64}  {group:<64}  {key.broker_name:<32}  "
+                        f"{key.queue_id:<4d}  {broker_offset:<20d}  {consumer_offset:<20d}  "
+                        f"{diff:<20d}  {last_text}\n"
+                    )
+    out(f"\nDiff Total: {int(stats.get('totalDiff') or 0)}\n")
+
+
+async def get_consumer_status(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
+    """getConsumerStatus: the queue offsets each live consumer holds, asked through the first
+    broker of the topic (INVOKE_BROKER_TO_GET_CONSUMER_STATUS)."""
+    opts.need("group", "topic")
+    origin = opts["originClientId"] or ""
+    masters = await admin.topic_masters(opts["topic"])
+    table = {}
+    if masters:
+        table = await admin.consumer_status(masters[0][1], opts["topic"], opts["group"], origin)
+    out(
+        f"get consumer status from client. group={opts['group']}, topic={opts['topic']}, "
+        f"originClientId={origin}\n"
+    )
+    out(f"{'#clientId':<50}  {'#brokerName':<15}  {'#queueId':<15}  #offset\n")
+    for client in sorted(table):
+        queues = table[client]
+        for key in sorted(queues, key=lambda k: (k.broker_name, k.queue_id)):
+            out(f"{client:<50}  {key.broker_name:<15}  {key.queue_id:<15d}  {queues[key]}\n")
+
+
+async def _maintenance(admin: MQAdmin, opts: CommandOptions, out: Out, code: int) -> None:
+    """Send ``code`` to -b, every master of -c, or every master of every cluster."""
+    if opts["brokerAddr"]:
+        addrs = [opts["brokerAddr"]]
+    elif opts["cluster"]:
+        addrs = [addr for _, addr in await admin.master_addrs(opts["cluster"])]
+    else:
+        addrs = [addr for _, addr in await _all_masters(admin)]
+    for addr in addrs:
+        await admin.broker_maintenance(addr, code)
+    out("success\n")
+
+
+async def clean_expired_cq(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
+    """cleanExpiredCQ: drop consume queues whose messages are all gone."""
+    await _maintenance(admin, opts, out, RequestCode.CLEAN_EXPIRED_CONSUMEQUEUE)
+
+
+async def clean_unused_topic(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
+    """cleanUnusedTopic: drop the queues of topics the broker no longer has."""
+    await _maintenance(admin, opts, out, RequestCode.CLEAN_UNUSED_TOPIC)
+
+
+async def delete_expired_commit_log(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
+    """deleteExpiredCommitLog: delete expired commit-log files now."""
+    await _maintenance(admin, opts, out, RequestCode.DELETE_EXPIRED_COMMITLOG)
+
+
+async def resume_check_half_message(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
+    """resumeCheckHalfMessage: check a transaction's half message again from scratch."""
+    opts.need("msgId")
+    await admin.resume_check_half_message(opts["msgId"])
+    out(f"resume check half message {opts['msgId']} success.\n")
+
+
+async def producer(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
+    """producer: every live producer of a broker (GET_ALL_PRODUCER_INFO)."""
+    opts.need("broker")
+    table = await admin.all_producer_info(opts["broker"])
+    for group in sorted(table):
+        instances = table[group]
+        if not instances:
+            out(f"producer group ({group}) instances are empty\n")
+            continue
+        for p in instances:
+            out(
+                f"producer group ({group}) instance : clientId={p.get('clientId')},"
+                f"remoteIP={p.get('remoteIP')}, language={p.get('language')}, "
+                f"version={p.get('version')}, lastUpdateTimestamp={p.get('lastUpdateTimestamp')}\n"
+            )
+
+
 #: name → (options class, handler, one-line help), in mqadmin's spelling.
 COMMANDS: dict[str, tuple[type[CommandOptions], Handler, str]] = {
     "updateTopic": (UpdateTopicOptions, update_topic, "Create or update a topic"),
@@ -666,6 +957,36 @@ COMMANDS: dict[str, tuple[type[CommandOptions], Handler, str]] = {
     "updateKvConfig": (UpdateKvOptions, update_kv_config, "Set a NameServer KV entry"),
     "getKvConfig": (KvOptions, get_kv_config, "Read a NameServer KV entry"),
     "deleteKvConfig": (KvOptions, delete_kv_config, "Delete a NameServer KV entry"),
+    "consumeTimeSpan": (ConsumeTimeSpanOptions, consume_time_span, "Show a group's time lag"),
+    "cloneGroupOffset": (CloneGroupOffsetOptions, clone_group_offset, "Copy a group's offsets"),
+    "statsAll": (StatsAllOptions, stats_all, "Topic and consumer TPS and 24-hour counts"),
+    "brokerConsumeStats": (
+        BrokerConsumeStatsOptions,
+        broker_consume_stats,
+        "Show every group's progress on a broker",
+    ),
+    "getConsumerStatus": (
+        GetConsumerStatusOptions,
+        get_consumer_status,
+        "Show the offsets live consumers hold",
+    ),
+    "cleanExpiredCQ": (BrokerOrClusterOrAllOptions, clean_expired_cq, "Clean expired queues"),
+    "cleanUnusedTopic": (
+        BrokerOrClusterOrAllOptions,
+        clean_unused_topic,
+        "Clean queues of deleted topics",
+    ),
+    "deleteExpiredCommitLog": (
+        BrokerOrClusterOrAllOptions,
+        delete_expired_commit_log,
+        "Delete expired commit-log files",
+    ),
+    "resumeCheckHalfMessage": (
+        ResumeHalfOptions,
+        resume_check_half_message,
+        "Check a half message again",
+    ),
+    "producer": (ProducerOptions, producer, "Show a broker's producers"),
 }
 
 
