@@ -192,7 +192,7 @@ class StatsSampler:
                 "sum": total,
                 "tps": total / span,
             }
-        return out
+        return dict(sorted(out.items()))  # fastjson's bean order: statsDay, statsHour, ...
 
     def minute_tps(self, name: str, key: str) -> float:
         """The item's per-second rate over the minute window (0.0 without data)."""

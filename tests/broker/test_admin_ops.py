@@ -237,7 +237,7 @@ class StatsDataTests(OpsTestBase):
         self.assertEqual(data["statsDay"]["sum"], 5)
         self.assertAlmostEqual(data["statsDay"]["tps"], 5 / 130)
         self.assertEqual(data["statsDay"]["avgpt"], 1.0)
-        self.assertIn(b'"avgpt":1.0', response.body)
+        self.assertTrue(response.body.startswith(b'{"statsDay":{"avgpt":1.0,"sum":5,"tps":'))
 
     def test_group_get_and_broker_items(self) -> None:
         """GROUP_GET_NUMS/SIZE are keyed topic@group; BROKER_PUT/GET_NUMS by cluster name."""
