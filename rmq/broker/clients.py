@@ -15,7 +15,7 @@ Connections are opaque hashable objects here (IRemotingConnection in the running
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -318,6 +318,11 @@ class ConsumerManager:
         self.channel_expired_ms = channel_expired_ms
         self.notify_enabled = notify_enabled
         self._groups: dict[str, ConsumerGroupInfo] = {}
+        #: Told ``(group, subscriptions)`` of every registration (Java's REGISTER event; the
+        #: SQL92 filter registry of rmq.broker.filter listens).
+        self.register_listeners: list[Callable[[str, tuple[SubscriptionData, ...]], None]] = []
+        #: Told ``group`` when its last member left (Java's UNREGISTER event).
+        self.group_removed_listeners: list[Callable[[str], None]] = []
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -388,6 +393,8 @@ class ConsumerManager:
         topics_changed = info.update_subscriptions(data.subscriptions)
         self._refresh_warnings(info)
         changed = joined or topics_changed
+        for listener in self.register_listeners:
+            listener(data.group_name, data.subscriptions)
         if changed and notify_enabled:
             self._notify(info)
         return changed
@@ -445,6 +452,8 @@ class ConsumerManager:
         if not info.channels:
             self._groups.pop(info.group_name, None)
             self.log.info("Consumer group {group} has no member left", group=info.group_name)
+            for listener in self.group_removed_listeners:
+                listener(info.group_name)
             return
         self._refresh_warnings(info)
         if notify_enabled:
@@ -523,6 +532,15 @@ class ProducerManager:
     def groups(self) -> list[str]:
         """Producer groups with live members."""
         return list(self._groups)
+
+    def find_connection(self, client_id: str) -> Any | None:
+        """The connection of the producer whose client id is ``client_id`` (Java
+        ``ProducerManager.findChannel``; request/reply pushes go there), or None."""
+        for channels in self._groups.values():
+            for info in channels.values():
+                if info.client_id == client_id:
+                    return info.connection
+        return None
 
     def available_connection(self, group: str) -> Any | None:
         """The most recently heard-from connection of ``group`` (transaction check-backs)."""

@@ -134,6 +134,21 @@ class BrokerConfig:
     max_msgs_num_batch: int = attrs.field(default=64, metadata=_key("maxMsgsNumBatch"))
     slave_read_enable: bool = attrs.field(default=False, metadata=_key("slaveReadEnable"))
     enable_property_filter: bool = attrs.field(default=False, metadata=_key("enablePropertyFilter"))
+    #: Java's ``filterDataCleanTimeSpan``: forget a dead SQL92 filter after this long.
+    filter_data_clean_time_span_ms: int = attrs.field(
+        default=24 * 3600 * 1000, metadata=_key("filterDataCleanTimeSpan")
+    )
+    #: Error rate (%) and expected consumers of the bloom filter in ``consumerFilter.json``.
+    max_error_rate_of_bloom_filter: int = attrs.field(
+        default=20, metadata=_key("maxErrorRateOfBloomFilter")
+    )
+    expect_consumer_num_use_filter: int = attrs.field(
+        default=32, metadata=_key("expectConsumerNumUseFilter")
+    )
+    #: Store replies (request/reply) in ``<cluster>_REPLY_TOPIC`` besides pushing them.
+    store_reply_message_enable: bool = attrs.field(
+        default=True, metadata=_key("storeReplyMessageEnable")
+    )
     max_frame_size: int = attrs.field(default=16 * 1024 * 1024, metadata=_key("maxFrameSize"))
     #: Close a connection without any read or write for this many seconds; 0 = never (Java's
     #: ``NettyServerConfig.serverChannelMaxIdleTimeSeconds``). A held pull counts as activity.

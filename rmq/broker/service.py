@@ -34,6 +34,7 @@ from rmq.broker.client_manage import ClientManageProcessor, ConsumerIdsNotifier
 from rmq.broker.clients import ConsumerManager, ProducerManager
 from rmq.broker.config import BrokerConfig
 from rmq.broker.consumer_manage import ConsumerOffsetProcessor
+from rmq.broker.filter import install_filter
 from rmq.broker.guarantees import install_guarantees
 from rmq.broker.identity import BrokerIdentity
 from rmq.broker.interfaces import ISendMessageHook
@@ -43,6 +44,7 @@ from rmq.broker.persist import ConfigPersister, Writer, sync_writer
 from rmq.broker.pull import PullMessageProcessor
 from rmq.broker.query import QueryProcessor
 from rmq.broker.registration import BrokerRegistration, NameServerClient
+from rmq.broker.reply import install_reply
 from rmq.broker.send import SendMessageProcessor
 from rmq.broker.stats import metrics_service
 from rmq.broker.subscription import SubscriptionGroupManager
@@ -88,6 +90,10 @@ class Broker:
     guarantees: Any = None
     #: rmq.broker.ha.HAService (replication), set by rmq.broker.ha.install_ha.
     ha: Any = None
+    #: rmq.broker.filter.ConsumerFilterManager (SQL92 subscriptions), set by install_filter.
+    filters: Any = None
+    #: rmq.broker.reply.ReplyMessageProcessor (request/reply), set by install_reply.
+    reply: Any = None
 
     @property
     def send_hooks(self) -> list[ISendMessageHook]:
@@ -188,6 +194,8 @@ def build_broker(
         broker.dispatcher.register(code, processor)
     broker.stats = install_admin(broker)
     broker.guarantees = install_guarantees(broker, store_config)
+    broker.filters = install_filter(broker)
+    broker.reply = install_reply(broker)
     topics.listeners.append(lambda: persister.request(topics))
     topics.listeners.append(registration.topics_changed)
     groups.listeners.append(lambda: persister.request(groups))

@@ -12,7 +12,7 @@ from rmq.client.allocate import (
     AllocateMessageQueueByConfig,
     AllocateMessageQueueConsistentHash,
 )
-from rmq.client.api import PullResult, PullStatus, SendResult, SendStatus
+from rmq.client.api import MessageSelector, PullResult, PullStatus, SendResult, SendStatus
 from rmq.client.consumer import (
     CONSUME_SUCCESS,
     RECONSUME_LATER,
@@ -30,6 +30,7 @@ from rmq.client.interfaces import (
 )
 from rmq.client.message_queue import MessageQueue
 from rmq.client.producer import Producer, new_message
+from rmq.client.reply import RequestTimeoutError, create_reply_message
 from rmq.client.selector import (
     SelectMessageQueueByHash,
     SelectMessageQueueByRandom,
@@ -59,12 +60,14 @@ __all__ = [
     "MessageExt",
     "MessageModel",
     "MessageQueue",
+    "MessageSelector",
     "Producer",
     "PullConsumer",
     "PullResult",
     "PullStatus",
     "PushConsumer",
     "RECONSUME_LATER",
+    "RequestTimeoutError",
     "SelectMessageQueueByHash",
     "SelectMessageQueueByRandom",
     "SelectMessageQueueByRoundRobin",
@@ -72,5 +75,6 @@ __all__ = [
     "SendStatus",
     "TransactionProducer",
     "TransactionSendResult",
+    "create_reply_message",
     "new_message",
 ]

@@ -134,35 +134,79 @@ class TopicRoute:
 # --- subscriptions ----------------------------------------------------------------------------
 
 
+EXPRESSION_TAG = "TAG"
+EXPRESSION_SQL92 = "SQL92"
+
+
+@attrs.frozen
+class MessageSelector:
+    """What a consumer subscribes with (Java ``MessageSelector``): a TAG expression
+    (``"TagA || TagB"``, ``"*"``) or an SQL92 expression over message properties
+    (``"a > 5 AND TAGS IN ('x')"``; the broker needs ``enablePropertyFilter=true``)."""
+
+    expression_type: str
+    expression: str
+
+    @classmethod
+    def by_sql(cls, sql: str) -> MessageSelector:
+        """An SQL92 selector (evaluated by the broker; docs/filter.md)."""
+        return cls(EXPRESSION_SQL92, sql)
+
+    @classmethod
+    def by_tag(cls, tag: str | None) -> MessageSelector:
+        """A TAG selector; None or empty means ``*``."""
+        return cls(EXPRESSION_TAG, tag or SUB_ALL)
+
+
 @attrs.frozen
 class SubscriptionData:
-    """A TAG subscription (Java ``SubscriptionData`` built by ``FilterAPI``)."""
+    """A subscription (Java ``SubscriptionData`` built by ``FilterAPI``): TAG or SQL92."""
 
     topic: str
     sub_string: str
     tags: frozenset[str]
     codes: frozenset[int]
     sub_version: int
+    expression_type: str = EXPRESSION_TAG
 
     @classmethod
-    def build(cls, topic: str, expression: str | None, sub_version: int) -> SubscriptionData:
-        """Split ``"TagA || TagB"``; ``None``, empty or ``*`` subscribe to everything."""
+    def build(
+        cls,
+        topic: str,
+        expression: str | None,
+        sub_version: int,
+        expression_type: str = EXPRESSION_TAG,
+    ) -> SubscriptionData:
+        """Split ``"TagA || TagB"``; ``None``, empty or ``*`` subscribe to everything.
+
+        A non-TAG expression is kept whole (no tags; the broker filters); MQClientError when
+        it is empty (Java ``FilterAPI.build``).
+        """
         expr = (expression or "").strip()
+        if expression_type != EXPRESSION_TAG:
+            if not expr:
+                raise MQClientError(f"Expression can't be null! {expression_type}")
+            return cls(topic, expr, frozenset(), frozenset(), sub_version, expression_type)
         if not expr or expr == SUB_ALL:
             return cls(topic, SUB_ALL, frozenset(), frozenset(), sub_version)
         tags = [t.strip() for t in expr.split("||") if t.strip()]
         return cls(topic, expr, frozenset(tags), frozenset(tags_hash(t) for t in tags), sub_version)
 
     def matches(self, tag: str | None) -> bool:
-        """Client-side tag re-check (the broker compares hash codes only)."""
-        return self.sub_string == SUB_ALL or (tag is not None and tag in self.tags)
+        """Client-side tag re-check (the broker compares hash codes only); SQL92 subscriptions
+        are filtered by the broker alone."""
+        return (
+            self.sub_string == SUB_ALL
+            or (tag is not None and tag in self.tags)
+            or self.expression_type != EXPRESSION_TAG
+        )
 
     def to_json_obj(self) -> dict[str, Any]:
         """HeartbeatData's form, keys in Java's order."""
         return {
             "classFilterMode": False,
             "codeSet": sorted(self.codes),
-            "expressionType": "TAG",
+            "expressionType": self.expression_type,
             "subString": self.sub_string,
             "subVersion": self.sub_version,
             "tagsSet": sorted(self.tags),
@@ -334,15 +378,18 @@ class MQClientAPI:
         batch: bool,
         timeout: float,
         msg_id: str = "",
+        code: int | None = None,
     ) -> Deferred[SendResult]:
         """SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE with a V2 header (one-letter keys), as a plain
         Deferred (the per-message hot path: no coroutine).
 
         ``header`` values must already be wire strings (the per-message hot path skips the
         generic conversion); ``msg_id`` is copied into the result. Fails with MQBrokerError for
-        a response code that is not a SendStatus, or the remoting error.
+        a response code that is not a SendStatus, or the remoting error. ``code`` overrides
+        the request code (SEND_REPLY_MESSAGE_V2 for a reply, docs/request-reply.md).
         """
-        code = RequestCode.SEND_BATCH_MESSAGE if batch else RequestCode.SEND_MESSAGE_V2
+        if code is None:
+            code = RequestCode.SEND_BATCH_MESSAGE if batch else RequestCode.SEND_MESSAGE_V2
         cmd = RemotingCommand(
             code=code, opaque=next_opaque(), ext_fields=header, body=body, ext_fields_present=True
         )
@@ -451,6 +498,25 @@ class MQClientAPI:
         check(resp, addr)
         obj = fastjson.loads(resp.body) if resp.body else {}
         return [str(c) for c in obj.get("consumerIdList") or []]
+
+    async def check_client_config(
+        self, addr: str, group: str, client_id: str, sub: SubscriptionData
+    ) -> None:
+        """CHECK_CLIENT_CONFIG (46): can the broker filter with ``sub``? MQClientError with the
+        broker's code and remark when not (Java ``MQClientAPIImpl.checkClientInBroker``)."""
+        body = {
+            "clientId": client_id,
+            "group": group,
+            "subscriptionData": sub.to_json_obj(),
+        }
+        cmd = new_request(RequestCode.CHECK_CLIENT_CONFIG, None, fastjson.dumps(body))
+        resp = await self.remoting.invoke(addr, cmd, self.timeout)
+        if resp.code != ResponseCode.SUCCESS:
+            raise MQClientError(
+                f"CODE: {resp.code} DESC: {resp.remark} (broker {addr} refused the "
+                f"{sub.expression_type} subscription to {sub.topic})",
+                resp.code,
+            )
 
     async def heartbeat(self, addr: str, data: dict[str, Any]) -> int:
         """HEART_BEAT with HeartbeatData; fires with the broker's version."""

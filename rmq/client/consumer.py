@@ -27,6 +27,8 @@ from twisted.logger import Logger
 
 from rmq.client.allocate import AllocateMessageQueueAveragely
 from rmq.client.api import (
+    EXPRESSION_TAG,
+    MessageSelector,
     PullResult,
     PullStatus,
     PullSysFlag,
@@ -214,9 +216,17 @@ class _ConsumerBase:
 
     # --- public -------------------------------------------------------------------------------
 
-    def subscribe(self, topic: str, expression: str | None = "*") -> None:
-        """Subscribe to ``topic`` with a TAG expression (``"TagA || TagB"`` or ``"*"``)."""
-        self.subscriptions[topic] = SubscriptionData.build(topic, expression, now_ms(self.clock))
+    def subscribe(self, topic: str, expression: str | MessageSelector | None = "*") -> None:
+        """Subscribe to ``topic`` with a TAG expression (``"TagA || TagB"`` or ``"*"``) or a
+        :class:`MessageSelector` (``MessageSelector.by_sql("a > 5")``, docs/filter.md)."""
+        if isinstance(expression, MessageSelector):
+            self.subscriptions[topic] = SubscriptionData.build(
+                topic, expression.expression, now_ms(self.clock), expression.expression_type
+            )
+        else:
+            self.subscriptions[topic] = SubscriptionData.build(
+                topic, expression, now_ms(self.clock)
+            )
         if self._instance is not None:
             self._instance.send_heartbeat_to_all().addErrback(log_failure("heartbeat"))
             self._instance.update_route(topic).addCallbacks(
@@ -276,6 +286,11 @@ class _ConsumerBase:
         await self.offset_store.load()
         self.running = True
         missing = await self._update_routes(list(self.subscriptions))
+        try:
+            await self._check_client_in_broker()
+        except MQClientError:
+            await self.shutdown()
+            raise
         await inst.send_heartbeat_to_all()
         if missing:
             # The heartbeat makes the broker create %RETRY%<group>; fetch its route now.
@@ -283,6 +298,23 @@ class _ConsumerBase:
         for topic in missing:
             self.log.warn("No route for {topic} yet", topic=topic)
         await self.rebalance()
+
+    async def _check_client_in_broker(self) -> None:
+        """CHECK_CLIENT_CONFIG for every non-TAG subscription with the brokers of its topic
+        (Java ``MQClientInstance.checkClientInBroker``); MQClientError when one refuses."""
+        inst = self.instance
+        for sub in list(self.subscriptions.values()):
+            if sub.expression_type == EXPRESSION_TAG:
+                continue
+            try:
+                route = await inst.update_route(sub.topic)
+            except RMQError:
+                continue
+            names = sorted({mq.broker_name for mq in route.subscribe_queues(sub.topic)})
+            for name in names:
+                addr = inst.master_addr(name) or inst.broker_addr(name, 1)
+                if addr is not None:
+                    await inst.api.check_client_config(addr, self.group, inst.client_id, sub)
 
     async def _update_routes(self, topics: list[str]) -> list[str]:
         missing = []
@@ -624,7 +656,7 @@ class _ConsumerBase:
             "suspendTimeoutMillis": SUSPEND_TIMEOUT_MS,
             "subscription": sub.sub_string,
             "subVersion": sub.sub_version,
-            "expressionType": "TAG",
+            "expressionType": sub.expression_type,
             "bname": mq.broker_name,
         }
         pulled = Deferred.fromCoroutine(inst.api.pull(addr, header, PULL_RPC_TIMEOUT))

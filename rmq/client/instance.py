@@ -33,6 +33,7 @@ from rmq.client.config import (
 )
 from rmq.client.message_queue import MessageQueue
 from rmq.client.nsaddr import NamesrvAddressFetcher
+from rmq.client.reply import RequestFutureTable, reply_from_push
 from rmq.common import fastjson
 from rmq.common.asyncutil import deferred_api, log_failure, logged_tick
 from rmq.common.errors import MQBrokerError, MQClientError, RMQError
@@ -138,6 +139,8 @@ class MQClientInstance:
         self._refs = 0
         self._inner_producer: Any = None
         self.started = False
+        #: Requests waiting for their reply (Producer.request), by correlation id.
+        self.replies = RequestFutureTable(clock)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -195,6 +198,7 @@ class MQClientInstance:
             self._rebalance_call.cancel()
         self._rebalance_call = None
         self._heartbeated.clear()
+        self.replies.fail_all("the client instance shut down")
         if self._inner_producer is not None:
             self.producers.pop(INNER_PRODUCER_GROUP, None)
             self._inner_producer = None
@@ -460,7 +464,8 @@ class MQClientInstance:
 
     def process_request(self, connection: Any, request: RemotingCommand) -> Any:
         """Answer NOTIFY_CONSUMER_IDS_CHANGED, RESET_CONSUMER_CLIENT_OFFSET,
-        GET_CONSUMER_RUNNING_INFO, CONSUME_MESSAGE_DIRECTLY, CHECK_TRANSACTION_STATE."""
+        GET_CONSUMER_RUNNING_INFO, CONSUME_MESSAGE_DIRECTLY, CHECK_TRANSACTION_STATE,
+        PUSH_REPLY_MESSAGE_TO_CLIENT."""
         code = request.code
         if code == RequestCode.NOTIFY_CONSUMER_IDS_CHANGED:
             self.log.info(
@@ -484,9 +489,22 @@ class MQClientInstance:
             return self._consume_directly(request)
         if code == RequestCode.CHECK_TRANSACTION_STATE:
             return self._check_transaction(connection, request)
+        if code == RequestCode.PUSH_REPLY_MESSAGE_TO_CLIENT:
+            return self._receive_reply(request)
         return new_response(
             request, ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request type {code} not supported"
         )
+
+    def _receive_reply(self, request: RemotingCommand) -> RemotingCommand:
+        """PUSH_REPLY_MESSAGE_TO_CLIENT: hand the reply to its waiting request (Java
+        ``ClientRemotingProcessor.receiveReplyMessage``)."""
+        try:
+            msg = reply_from_push(request, self.clock)
+        except RMQError as e:
+            self.log.warn("Malformed reply message push: {e}", e=e)
+            return new_response(request, ResponseCode.SYSTEM_ERROR, "process reply message fail")
+        self.replies.on_reply(msg)
+        return new_response(request)
 
     def _reset_offset(self, request: RemotingCommand) -> Any:
         topic = request.ext_str("topic")

@@ -35,12 +35,17 @@ from rmq.client.instance import (
 from rmq.client.interfaces import IMessageQueueSelector
 from rmq.client.latency import LatencyFaultTolerance
 from rmq.client.message_queue import MessageQueue
+from rmq.client.reply import RequestTimeoutError, create_correlation_id, is_reply
 from rmq.common.asyncutil import deferred_api, global_reactor, now_ms
 from rmq.common.errors import MQBrokerError, MQClientError, RemotingError, RMQError
 from rmq.common.message import (
+    CORRELATION_ID,
     DELAY,
     KEYS,
+    MSG_TYPE,
+    REPLY_TO_CLIENT,
     TAGS,
+    TTL,
     UNIQ_KEY,
     WAIT,
     Message,
@@ -50,7 +55,7 @@ from rmq.common.message import (
     encode_batch,
     properties_to_string,
 )
-from rmq.remoting.codes import ResponseCode
+from rmq.remoting.codes import RequestCode, ResponseCode
 
 _T = TypeVar("_T")
 
@@ -348,7 +353,7 @@ class Producer:
         failover to another queue) or a fixed :class:`MessageQueue`. Fails with MQClientError
         (bad message, no route), MQBrokerError (refused) or a RemotingError after all attempts.
         """
-        if selector is None and isinstance(msg, Message):
+        if selector is None and isinstance(msg, Message) and MSG_TYPE not in msg.properties:
             fast = self._send_fast(msg, timeout or self.send_timeout)
             if fast is not None:
                 return fast
@@ -476,6 +481,40 @@ class Producer:
             last_error=error,
             info=info,
         )
+
+    def request(self, msg: Message, timeout: float = 3.0) -> Deferred[MessageExt]:
+        """Send a request message and fire with its reply (Java ``DefaultMQProducer.request``).
+
+        ``msg`` gets ``CORRELATION_ID``, ``REPLY_TO_CLIENT`` (this client id) and ``TTL``
+        (``timeout`` in ms). A responder answers with
+        :func:`rmq.client.reply.create_reply_message`; the broker pushes the reply to this
+        client. Fails with RequestTimeoutError when no reply arrives within ``timeout``
+        seconds, or with the send's error.
+        """
+        return Deferred.fromCoroutine(self._request(msg, timeout))
+
+    async def _request(self, msg: Message, timeout: float) -> MessageExt:
+        inst = self.instance
+        begin = self.clock.seconds()
+        correlation_id = create_correlation_id()
+        msg.properties[CORRELATION_ID] = correlation_id
+        msg.properties[REPLY_TO_CLIENT] = inst.client_id
+        msg.properties[TTL] = str(int(timeout * 1000))
+        if msg.topic not in inst.routes:
+            # Java: find the route, then heartbeat so the broker knows where to push the reply.
+            await self._publish_info(msg.topic)
+            await inst.send_heartbeat_to_all()
+        left = timeout - (self.clock.seconds() - begin)
+        if left <= 0:
+            raise RequestTimeoutError(f"request to {msg.topic} timed out before it was sent")
+        waiter = inst.replies.add(correlation_id, left)
+        try:
+            await self.send(msg, timeout=left)
+        except RMQError as e:
+            inst.replies.fail(
+                correlation_id, MQClientError(f"send request message to <{msg.topic}> fail: {e}")
+            )
+        return await waiter
 
     @deferred_api
     async def send_oneway(self, msg: Message) -> None:
@@ -617,6 +656,7 @@ class Producer:
             info = self._publish.get(msg.topic)
             if info is None or not info.queues:
                 info = await self._publish_info(msg.topic)
+        code = RequestCode.SEND_REPLY_MESSAGE_V2 if msgs is None and is_reply(msg) else None
         ordered = selector is not None
         attempts = 1 if ordered else 1 + self.retry_times
         if begin is None:
@@ -641,7 +681,7 @@ class Producer:
                 else:
                     uniq = msg.properties.get(UNIQ_KEY, "")
                 result = await self.instance.api.send_message(
-                    addr, mq, header, body, batch=batch, timeout=left, msg_id=uniq
+                    addr, mq, header, body, batch=batch, timeout=left, msg_id=uniq, code=code
                 )
             except (RemotingError, MQBrokerError) as e:
                 if self.lft is not None:
