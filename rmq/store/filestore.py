@@ -514,11 +514,18 @@ class FileMessageStore:
 
     def put_message(self, msg: BrokerMessage) -> Deferred[PutMessageResult]:
         """Append one record (see IMessageStore)."""
-        bad = (
-            self._refusal() if self._disk_full or not self.running else prepare(msg, self._max_size)
-        )
-        if bad is not None:
-            return succeed(bad)
+        if self._disk_full or not self.running:
+            return succeed(self._refusal())  # type: ignore[arg-type]
+        pstr = msg.properties_str
+        if (
+            msg.topic not in self._topics  # a topic is cached once a put passed its checks
+            or not pstr
+            or len(pstr) > 10922
+            or len(msg.body) > self._max_size
+        ):
+            bad = prepare(msg, self._max_size)
+            if bad is not None:
+                return succeed(bad)
         store_ts = int(self._clock.seconds() * 1000)
         if store_ts < self._last_ts:
             store_ts = self._last_ts

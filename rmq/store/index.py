@@ -25,9 +25,35 @@ ENTRY_SIZE = 20
 SLOT = struct.Struct(">i")
 
 
+_HEADS: dict[str, int] = {}
+_TAILS: dict[str, int] = {}
+
+
+def _string_hash(key: str) -> int:
+    """Java ``String.hashCode`` (signed) of an index key, memoised in two parts: the key less
+    its last 4 characters (a UNIQ_KEY's head changes once per millisecond) and the last 4
+    (ASCII only, so they are 4 UTF-16 units: hash = head·31⁴ + tail)."""
+    tail = key[-4:]
+    t = _TAILS.get(tail)
+    if t is None:
+        if not tail.isascii():
+            return java_string_hash(key)
+        if len(_TAILS) > 100_000:
+            _TAILS.clear()
+        t = _TAILS[tail] = java_string_hash(tail) & 0xFFFFFFFF
+    head = key[:-4]
+    h = _HEADS.get(head)
+    if h is None:
+        if len(_HEADS) > 4096:
+            _HEADS.clear()
+        h = _HEADS[head] = java_string_hash(head) & 0xFFFFFFFF
+    h = (h * 923521 + t) & 0xFFFFFFFF
+    return h - 0x100000000 if h & 0x80000000 else h
+
+
 def key_hash(key: str) -> int:
     """``abs(String.hashCode(key))``, 0 when that overflows (Java ``indexKeyHashMethod``)."""
-    h = abs(java_string_hash(key))
+    h = abs(_string_hash(key))
     return 0 if h > 0x7FFFFFFF else h
 
 
@@ -233,7 +259,7 @@ class IndexService:
         """Index each key (already ``topic#key``) for the record at ``phys``."""
         f = self.files[-1] if self.files and not self.files[-1].full else self._writable(now_ms)
         for k in keys:
-            h = java_string_hash(k)
+            h = _string_hash(k)
             h = 0 if h == -0x80000000 else abs(h)
             if not f.put(h, phys, store_ts):
                 f = self._writable(now_ms)
@@ -269,7 +295,7 @@ class IndexService:
         pack_slot = SLOT.pack_into
         unpack_slot = SLOT.unpack_from
         pack_header = HEADER.pack_into
-        jhash = java_string_hash
+        jhash = _string_hash
         for k, phys, ts in entries:
             if n >= limit:
                 f.index_count, f.slot_count = n, slot_count
