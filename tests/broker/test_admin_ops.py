@@ -15,14 +15,15 @@ from rmq.broker.admin_ops import (
     java_time_text,
     system_topics,
 )
-from rmq.broker.topic import TRANS_HALF_TOPIC
+from rmq.broker.topic import TRANS_CHECK_MAX_TIME_TOPIC, TRANS_HALF_TOPIC
 from rmq.common import fastjson
-from rmq.common.message import TRANSACTION_CHECK_TIMES, decode_messages
+from rmq.common.message import TRANSACTION_CHECK_TIMES, MessageSysFlag, decode_messages
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request, new_response
 from rmq.store.memory import MemoryMessageStore
 from tests.broker.support import FakeConnection
 from tests.broker.test_admin import CAPTURE_MS, AdminTestBase, frame, mq_table
+from tests.broker.test_transaction import TransactionTestsBase
 
 
 class StatusAnswering(FakeConnection):
@@ -516,3 +517,24 @@ class AclAndUnsupportedTests(OpsTestBase):
             54,
         ):
             self.assertIsNotNone(self.broker.dispatcher.processor_for(code), code)
+
+
+class ResumeAfterDiscardTests(TransactionTestsBase):
+    def test_resumed_half_is_checked_and_committed(self) -> None:
+        """A half message discarded after 15 checks, resumed by the offset id of its
+        TRANS_CHECK_MAX_TIME_TOPIC copy, is checked again 6 s later and can be committed."""
+        self.half()
+        for _ in range(16 * 60):
+            self.clock.advance(1)
+        self.assertEqual(len(self.checks()), 15)
+        (given_up,) = self.b.messages(TRANS_CHECK_MAX_TIME_TOPIC, 0)
+        response = self.b.request(
+            new_request(RequestCode.RESUME_CHECK_HALF_MESSAGE, {"msgId": given_up.offset_msg_id})
+        )
+        self.assertEqual((response.code, response.remark), (0, None))
+        self.clock.advance(5)
+        self.assertEqual(len(self.checks()), 15)
+        self.clock.advance(1)
+        self.assertEqual(len(self.checks()), 16)
+        self.answer(self.checks()[-1], MessageSysFlag.TRANSACTION_COMMIT_TYPE)
+        self.assertEqual([m.body for m in self.b.all_messages("TopicTx")], [b"tx"])
