@@ -95,7 +95,7 @@ def default_remoting_factory(reactor: Any) -> RemotingFactory:
         from rmq.remoting.dispatch import Dispatcher, FunctionProcessor
 
         proc = FunctionProcessor(handler)
-        codes = (39, 40, 220, 221, 307, 309)
+        codes = (39, 40, 220, 221, 307, 309, 326)
         dispatcher = Dispatcher({c: proc for c in codes})
         client: IRemoting = RemotingClient(clock, tcp_endpoint_factory(reactor), dispatcher)
         return client
