@@ -85,7 +85,7 @@ RunBlocking = Callable[..., "Deferred[Any]"]
 # (phys, size, topic, queue_id, queue_offset or -1, tags_code, store_ts, index key(s))
 DispatchEntry = tuple[int, int, str, int, int, int, int, "str | list[str] | None"]
 
-MAX_COMMITS = 2
+MAX_COMMITS = 3
 """Commit-log fsyncs that may run at once under SYNC_FLUSH (group commit pipelining)."""
 
 INDEX_BATCH = 256
@@ -244,7 +244,9 @@ class FileMessageStore:
         # loses this file's creation merely takes the normal path, whose checks still run.
         os.close(os.open(abort, os.O_WRONLY | os.O_CREAT, 0o644))
         if self._run_blocking is None:
-            self._pool = ThreadPool(minthreads=1, maxthreads=3, name="rmq-store-flush")
+            self._pool = ThreadPool(
+                minthreads=1, maxthreads=MAX_COMMITS + 2, name="rmq-store-flush"
+            )
             self._pool.start()
         self.commitlog.on_prefault = self._prefault
         self.index.on_prefault = self._prefault_range
