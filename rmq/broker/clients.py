@@ -100,12 +100,17 @@ class SubscriptionData:
         return self.sub_string in ("", SUB_ALL)
 
     def is_matched_by_tags_code(self, tags_code: int) -> bool:
-        """The broker's TAG filter: compare hash codes only (collisions pass, clients re-check)."""
+        """The broker's TAG filter: compare hash codes only (collisions pass, clients re-check).
+
+        A non-TAG (SQL92) subscription passes every tags code, as Java's
+        ``ExpressionMessageFilter.isMatchedByConsumeQueue`` without bloom data: its expression
+        is evaluated against the properties later (rmq.broker.filter).
+        """
         if self.matches_all:
             return True
         low = tags_code & 0xFFFFFFFF
         signed = low - (1 << 32) if low & 0x80000000 else low
-        return signed in self.code_set
+        return signed in self.code_set or self.expression_type != EXPRESSION_TAG
 
     def to_json(self) -> dict[str, Any]:
         """The fastjson bean form (admin ConsumerConnection)."""

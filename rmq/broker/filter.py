@@ -566,6 +566,8 @@ def install_filter(broker: Any) -> ConsumerFilterManager:
     check = CheckClientConfigProcessor(config.enable_property_filter)
     broker.register_processor(check.codes(), check)
     pull = broker.dispatcher.processor_for(RequestCode.PULL_MESSAGE)
+    while pull is not None and not hasattr(pull, "sql") and hasattr(pull, "inner"):
+        pull = pull.inner  # wrappers such as rmq.broker.stats.CountingPullProcessor
     if pull is not None and hasattr(pull, "sql"):
         pull.sql = SqlPullFilter(filters, config.enable_property_filter)
     return filters
