@@ -502,3 +502,25 @@ class MQAdmin:
             raise MQClientError(f"{msg_id} is not an offset message id: {e}") from e
         addr = f"{decoded.host}:{decoded.port}"
         await self.broker_call(addr, RequestCode.RESUME_CHECK_HALF_MESSAGE, {"msgId": msg_id})
+
+    @deferred_api
+    async def query_consume_queue(
+        self, addr: str, topic: str, queue_id: int, index: int, count: int, group: str | None
+    ) -> dict[str, Any]:
+        """QUERY_CONSUME_QUEUE: QueryConsumeQueueResponseBody as a dict (empty when the broker
+        answers without a body: the index is past the queue's end)."""
+        response = await self.broker_call(
+            addr,
+            RequestCode.QUERY_CONSUME_QUEUE,
+            {
+                "topic": topic,
+                "queueId": queue_id,
+                "index": index,
+                "count": count,
+                "consumerGroup": group,
+            },
+        )
+        if not response.body:
+            return {"remark": response.remark or ""}
+        obj = fastjson.loads(response.body)
+        return obj if isinstance(obj, dict) else {}

@@ -260,6 +260,19 @@ class ResumeHalfOptions(CommandOptions):
     optParameters = [["msgId", "i", None, "offset message id of the half message"]]
 
 
+class QueryCqOptions(CommandOptions):
+    """Options of queryCq (mqadmin's)."""
+
+    optParameters = [
+        ["topic", "t", None, "topic"],
+        ["queue", "q", None, "queue id", int],
+        ["index", "i", None, "first queue index", int],
+        ["count", "c", 10, "how many units", int],
+        ["broker", "b", None, "broker address (default: the topic's first master)"],
+        ["consumer", "g", None, "consumer group (evaluate its subscription)"],
+    ]
+
+
 class ProducerOptions(CommandOptions):
     """Options of producer."""
 
@@ -927,6 +940,48 @@ async def producer(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
             )
 
 
+def _java_text(value: Any) -> str:
+    """A field as Java's string concatenation writes it (null, true/false)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+async def query_cq(admin: MQAdmin, opts: CommandOptions, out: Out) -> None:
+    """queryCq: raw consume-queue units of one queue (QUERY_CONSUME_QUEUE), like mqadmin."""
+    opts.need("topic", "queue", "index")
+    broker = opts["broker"]
+    if not broker:
+        masters = await admin.topic_masters(opts["topic"])
+        if not masters:
+            raise RMQError("No topic route data!")
+        broker = masters[0][1]
+    body = await admin.query_consume_queue(
+        broker, opts["topic"], opts["queue"], opts["index"], opts["count"], opts["consumer"]
+    )
+    if "remark" in body:
+        out(body["remark"] + "\n")
+        return
+    rule = "======================================\n"
+    if body.get("subscriptionData") is not None:
+        text = json.dumps(body["subscriptionData"], indent="\t", sort_keys=True)
+        out(f"Subscription data: \n{text}\n{rule}")
+    if body.get("filterData") is not None:
+        out(f"Filter data: \n{body['filterData']}\n{rule}")
+    out(f"Queue data: \nmax: {body.get('maxQueueIndex')}, min: {body.get('minQueueIndex')}\n{rule}")
+    for i, unit in enumerate(body.get("queueData") or [], opts["index"]):
+        out(
+            f"idx: {i}\nConsumeQueueData{{physicOffset={unit.get('physicOffset')}, "
+            f"physicSize={unit.get('physicSize')}, tagsCode={unit.get('tagsCode')}, "
+            f"extendDataJson='{_java_text(unit.get('extendDataJson'))}', "
+            f"bitMap='{_java_text(unit.get('bitMap'))}', "
+            f"eval={_java_text(unit.get('eval', False))}, "
+            f"msg='{_java_text(unit.get('msg'))}'}}\n{rule}"
+        )
+
+
 #: name → (options class, handler, one-line help), in mqadmin's spelling.
 COMMANDS: dict[str, tuple[type[CommandOptions], Handler, str]] = {
     "updateTopic": (UpdateTopicOptions, update_topic, "Create or update a topic"),
@@ -987,6 +1042,7 @@ COMMANDS: dict[str, tuple[type[CommandOptions], Handler, str]] = {
         "Check a half message again",
     ),
     "producer": (ProducerOptions, producer, "Show a broker's producers"),
+    "queryCq": (QueryCqOptions, query_cq, "Show raw consume-queue units"),
 }
 
 

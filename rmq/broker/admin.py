@@ -251,13 +251,16 @@ class TopicAdminProcessor(CodeTableProcessor):
         if group:
             sub = self.consumers.find_subscription(group, topic)
             if sub is None:
-                raise _error(
-                    ResponseCode.SYSTEM_ERROR, f"{group} has no subscription to topic {topic}"
-                )
-            body["subscriptionData"] = sub.to_json()
+                # Java answers anyway, saying so in filterData.
+                body["filterData"] = f"{group}@{topic} is not online!"
+            else:
+                # Java's ConsumerFilterData as JSON: null for a tag subscription.
+                body["filterData"] = "null"
+                body["subscriptionData"] = sub.to_json()
         result = await self.store.get_messages(topic, qid, index, max(0, count))
         if not result.messages:
-            raise _error(ResponseCode.SYSTEM_ERROR, f"Index {index} of {qid}@{topic} is not exist!")
+            # Java: code 0 with this remark and no body.
+            return new_response(request, remark=f"Index {index} of {qid}@{topic} is not exist!")
         units = []
         for record, tags in zip(result.messages, result.tags_codes, strict=False):
             units.append(
@@ -269,6 +272,7 @@ class TopicAdminProcessor(CodeTableProcessor):
                 }
             )
         body["queueData"] = units
+        body = dict(sorted(body.items()))  # fastjson's bean order
         return new_response(request, remark=DEFAULT_REMARK, body=fastjson.dumps(body))
 
 

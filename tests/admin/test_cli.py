@@ -281,7 +281,7 @@ async def closed_port_addr() -> str:
 class OptionsTests(SynchronousTestCase):
     def test_every_command_parses(self) -> None:
         """Every command is a sub-command with -n and its own options."""
-        self.assertEqual(len(COMMANDS), 30)
+        self.assertEqual(len(COMMANDS), 31)
         for name in COMMANDS:
             options = Options()
             options.parseOptions([name, "-n", "127.0.0.1:9876"])

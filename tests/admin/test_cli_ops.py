@@ -90,7 +90,8 @@ class OpsCliTests(TestCase):
         self.assertNotIn("TopicSt", high)
 
     async def test_time_span_and_clone(self) -> None:
-        """consumeTimeSpan lists every queue; cloneGroupOffset copies the offsets."""
+        """consumeTimeSpan lists every queue; cloneGroupOffset copies the offsets; queryCq shows
+        the raw units like mqadmin."""
         cluster = await self.start()
         await self.topic("TopicTs", 2)
         await self.produce("TopicTs", 4)
@@ -102,6 +103,15 @@ class OpsCliTests(TestCase):
         cloned = await self.ok("cloneGroupOffset", "-s", "CG_A", "-d", "CG_B", "-t", "TopicTs")
         self.assertIn("clone group offset success. srcGroup[CG_A], destGroup=[CG_B]", cloned)
         self.assertEqual(cluster.broker.offsets.query_offsets("CG_B", "TopicTs"), {0: 1, 1: 1})
+        units = await self.ok("queryCq", "-t", "TopicTs", "-q", "0", "-i", "0", "-g", "CG_A")
+        self.assertIn("Filter data: \nCG_A@TopicTs is not online!\n", units)
+        max_offset = cluster.store.get_max_offset_in_queue("TopicTs", 0)
+        self.assertIn(f"Queue data: \nmax: {max_offset}, min: 0\n", units)
+        self.assertEqual(units.count("ConsumeQueueData{physicOffset="), max_offset)
+        self.assertIn("idx: 0\nConsumeQueueData{physicOffset=", units)
+        self.assertIn(", extendDataJson='null', bitMap='null', eval=false, msg='null'}", units)
+        past = await self.ok("queryCq", "-t", "TopicTs", "-q", "0", "-i", "99")
+        self.assertEqual(past, "Index 99 of 0@TopicTs is not exist!\n")
 
     async def test_maintenance_producer_and_resume(self) -> None:
         """cleanExpiredCQ, cleanUnusedTopic and deleteExpiredCommitLog succeed on -b, -c and all

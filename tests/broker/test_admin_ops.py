@@ -538,3 +538,28 @@ class ResumeAfterDiscardTests(TransactionTestsBase):
         self.assertEqual(len(self.checks()), 16)
         self.answer(self.checks()[-1], MessageSysFlag.TRANSACTION_COMMIT_TYPE)
         self.assertEqual([m.body for m in self.b.all_messages("TopicTx")], [b"tx"])
+
+
+class QueryConsumeQueueJavaShapeTests(OpsTestBase):
+    def test_offline_group_and_missing_index(self) -> None:
+        """QUERY_CONSUME_QUEUE for an offline group still lists the units, with Java's
+        filterData note; an index past the end answers 0 with Java's remark and no body."""
+        self.send_java(0, 2)
+        fields: dict[str, object] = {
+            "topic": "TopicJ",
+            "queueId": 0,
+            "index": 0,
+            "count": 5,
+            "consumerGroup": "CG_OFF",
+        }
+        response = self.request(RequestCode.QUERY_CONSUME_QUEUE, fields)
+        self.assertEqual(response.code, 0)
+        body = fastjson.loads(response.body)
+        self.assertEqual(list(body), ["filterData", "maxQueueIndex", "minQueueIndex", "queueData"])
+        self.assertEqual(body["filterData"], "CG_OFF@TopicJ is not online!")
+        self.assertEqual(len(body["queueData"]), 2)
+        response = self.request(RequestCode.QUERY_CONSUME_QUEUE, {**fields, "index": 7})
+        self.assertEqual(
+            (response.code, response.remark, response.body),
+            (0, "Index 7 of 0@TopicJ is not exist!", b""),
+        )
