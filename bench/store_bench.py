@@ -196,9 +196,14 @@ async def bench(args: argparse.Namespace) -> None:
         await store.start()
         limit = min(len(msgs), args.sync_count * (1 if outstanding == 1 else 8))
         t = time.perf_counter()
+        cpu = time.thread_time()
         await sync_puts(store, msgs[:limit], outstanding)
         dt = time.perf_counter() - t
-        print(f"SYNC_FLUSH put, {outstanding} outstanding: {limit / dt:,.0f} msgs/s")
+        cpu = time.thread_time() - cpu
+        print(
+            f"SYNC_FLUSH put, {outstanding} outstanding: {limit / dt:,.0f} msgs/s "
+            f"(reactor thread busy {cpu / dt:.0%} of the time)"
+        )
         await store.stop()
         shutil.rmtree(root)
     shutil.rmtree(base)
