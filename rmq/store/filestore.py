@@ -163,7 +163,8 @@ class FileMessageStore:
         self._waiters: deque[_Waiter] = deque()
         self._timeout_call: IDelayedCall | None = None
         self._flushing = False  # a commit fsync (see _commits) or an exclusive flush runs
-        self._commits: deque[list[Any]] = deque()  # in-flight commit fsyncs [target, ts, done]
+        # in-flight commit fsyncs: [target, ts, done, tainted by an earlier failure]
+        self._commits: deque[list[Any]] = deque()
         self._requested = 0  # highest commit-log offset an fsync was started for
         self._answering = False
         self._flushed = 0
@@ -714,7 +715,7 @@ class FileMessageStore:
             return
         self._requested = target
         fds = self.commitlog.files.dirty_fds()
-        entry = [target, self._last_appended_ts, False]
+        entry = [target, self._last_appended_ts, False, False]  # + done, tainted
         commits.append(entry)
         self._flushing = True
         d = self._fsync(fds)
@@ -728,7 +729,9 @@ class FileMessageStore:
         target = -1
         ts = 0
         while commits and commits[0][2]:
-            target, ts, _done = commits.popleft()
+            done = commits.popleft()
+            if not done[3]:
+                target, ts = done[0], done[1]
         self._flushing = bool(commits)
         if target < 0:  # a later fsync finished first: wait for the earlier one
             return
@@ -760,9 +763,15 @@ class FileMessageStore:
         commits = self._commits
         if entry in commits:
             commits.remove(entry)
+        # fsyncs started before this failure did not cover its files (each syncs the files
+        # dirtied since the previous one): their success proves nothing. Mark every file dirty
+        # so the next fsync, started by the next put, covers everything not yet durable.
+        for other in commits:
+            other[3] = True
+        for mf in self.commitlog.files.files:
+            mf.dirty = True
+        self._requested = self._flushed
         self._flushing = bool(commits)
-        # a later put retries everything not yet durable
-        self._requested = commits[-1][0] if commits else self._flushed
         self.log.failure("Commit-log fsync failed", failure)
         self._maybe_idle()
 

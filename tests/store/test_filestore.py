@@ -311,6 +311,27 @@ class GroupCommitTests(FileStoreTestBase):
         self.assertLess(fsyncs, 20)
         self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 20)
 
+    def test_failed_fsync_answers_nobody(self) -> None:
+        """When an fsync fails, neither it nor a later fsync that was already running answers
+        its puts; the next put's fsync covers every file again and answers them all."""
+        d1 = self.store.put_message(make_msg(body=b"1"))
+        d2 = self.store.put_message(make_msg(body=b"2"))
+        self.assertEqual(len(self.runner.calls), 2)
+        _f, _args, first = self.runner.calls.pop(0)
+        first.errback(OSError(5, "EIO"))
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.runner.release_one()  # started before the failure: proves nothing
+        self.assertNoResult(d1)
+        self.assertNoResult(d2)
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 0)
+        d3 = self.store.put_message(make_msg(body=b"3"))
+        f, args, _d = self.runner.calls[0]
+        self.assertEqual(len(args[0]), 1)  # the commit-log file, synced again
+        self.runner.release_all()
+        for d in (d1, d2, d3):
+            self.assertEqual(self.successResultOf(d).status, PutMessageStatus.PUT_OK)
+        self.assertEqual(self.store.get_max_offset_in_queue("T", 0), 3)
+
     def test_flush_timeout(self) -> None:
         """A put not flushed within syncFlushTimeout is answered FLUSH_DISK_TIMEOUT."""
         d = self.store.put_message(make_msg())
