@@ -748,8 +748,9 @@ class FileMessageStore:
         if target > self._requested:
             self._requested = target
         pending = self._pending
+        dispatch = self._dispatch_record
         while pending and pending[0][1] <= target:
-            self._dispatch(pending.popleft()[0])
+            dispatch(*pending.popleft()[0])
         self._answering = True
         try:
             self._answer_waiters(target)
