@@ -25,8 +25,7 @@ from rmq.broker.offsets import ConsumerOffsetManager
 from rmq.broker.send import FAQ
 from rmq.broker.subscription import SubscriptionGroupManager
 from rmq.broker.topic import TopicConfigManager, is_readable
-from rmq.common.asyncutil import deferred_api
-from rmq.remoting.codes import ResponseCode
+from rmq.remoting.codes import FLAG_RESPONSE, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_response
 from rmq.remoting.interfaces import IRemotingConnection, IRequestProcessor
 from rmq.store.interfaces import GetMessageResult, GetMessageStatus, IMessageStore
@@ -124,43 +123,85 @@ class PullMessageProcessor:
 
     def process_request(
         self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> Deferred[RemotingCommand | None]:
-        """Answer a pull now, or after holding it (long polling)."""
-        return self._process(connection, request)
+    ) -> RemotingCommand | Deferred[RemotingCommand | None]:
+        """Answer a pull now, or after holding it (long polling).
 
-    @deferred_api
-    async def _process(
-        self, connection: IRemotingConnection, request: RemotingCommand
-    ) -> RemotingCommand | None:
+        When the store answers at once (the file and memory stores do) and the pull is not
+        held, the response is returned directly: no coroutine, no Deferred chain.
+        """
         header = PullMessageRequestHeader.from_request(request)
         checked = self._check(request, header)
         if isinstance(checked, RemotingCommand):
             return checked
         subscription = checked
-        response, code = await self._pull(request, header, subscription)
+        got = self._get(header, subscription)
+        if not (got.called and not got.paused and type(got.result) is GetMessageResult):
+            return Deferred.fromCoroutine(
+                self._finish(connection, request, header, subscription, got)
+            )
+        response, code = self._answer(request, header, got.result)
+        self._commit(header)
+        timeout_ms = self._hold_ms(header, code)
+        if timeout_ms <= 0:
+            return response
+        return Deferred.fromCoroutine(
+            self._hold_then_pull(connection, request, header, subscription, timeout_ms)
+        )
+
+    async def _finish(
+        self,
+        connection: IRemotingConnection,
+        request: RemotingCommand,
+        header: PullMessageRequestHeader,
+        subscription: SubscriptionData,
+        got: Deferred[GetMessageResult],
+    ) -> RemotingCommand | None:
+        """The pull when the store answers later: answer, commit, maybe hold and pull again."""
+        response, code = self._answer(request, header, await got)
+        self._commit(header)
+        timeout_ms = self._hold_ms(header, code)
+        if timeout_ms <= 0:
+            return response
+        return await self._hold_then_pull(connection, request, header, subscription, timeout_ms)
+
+    def _commit(self, header: PullMessageRequestHeader) -> None:
+        """The offset committed with the pull (commit-offset sysflag), on a master."""
         if header.sys_flag & FLAG_COMMIT_OFFSET and self.config.is_master:
             self.offsets.commit_offset(
                 header.consumer_group, header.topic, header.queue_id, header.commit_offset
             )
-        if code == ResponseCode.PULL_NOT_FOUND and header.sys_flag & FLAG_SUSPEND:
-            if self.config.long_polling_enable:
-                timeout_ms = header.suspend_timeout_ms
-            else:
-                timeout_ms = self.config.short_polling_time_ms
-            if timeout_ms > 0:
-                held = self.hold.hold(
-                    header.topic,
-                    header.queue_id,
-                    header.queue_offset,
-                    subscription,
-                    timeout_ms / 1000.0,
-                    connection,
-                )
-                try:
-                    await held
-                except CancelledError:  # the connection closed: nobody to answer
-                    return None
-                response, code = await self._pull(request, header, subscription)
+
+    def _hold_ms(self, header: PullMessageRequestHeader, code: int) -> int:
+        """How long to hold a pull that found nothing (0: answer now)."""
+        if code != ResponseCode.PULL_NOT_FOUND or not header.sys_flag & FLAG_SUSPEND:
+            return 0
+        if self.config.long_polling_enable:
+            return header.suspend_timeout_ms
+        return self.config.short_polling_time_ms
+
+    async def _hold_then_pull(
+        self,
+        connection: IRemotingConnection,
+        request: RemotingCommand,
+        header: PullMessageRequestHeader,
+        subscription: SubscriptionData,
+        timeout_ms: int,
+    ) -> RemotingCommand | None:
+        """Suspend the pull until a message arrives or the timeout; then answer what is there."""
+        held = self.hold.hold(
+            header.topic,
+            header.queue_id,
+            header.queue_offset,
+            subscription,
+            timeout_ms / 1000.0,
+            connection,
+        )
+        try:
+            await held
+        except CancelledError:  # the connection closed: nobody to answer
+            return None
+        result = await self._get(header, subscription)
+        response, _ = self._answer(request, header, result)
         return response
 
     def _check(
@@ -239,31 +280,30 @@ class PullMessageProcessor:
             )
         return sub
 
-    async def _pull(
-        self,
-        request: RemotingCommand,
-        header: PullMessageRequestHeader,
-        subscription: SubscriptionData,
-    ) -> tuple[RemotingCommand, int]:
+    def _get(
+        self, header: PullMessageRequestHeader, subscription: SubscriptionData
+    ) -> Deferred[GetMessageResult]:
         tags_filter = None if subscription.matches_all else subscription.code_set
-        result = await self.store.get_messages(
+        return self.store.get_messages(
             header.topic,
             header.queue_id,
             header.queue_offset,
             max(1, header.max_msg_nums),
             tags_filter,
         )
+
+    def _answer(
+        self,
+        request: RemotingCommand,
+        header: PullMessageRequestHeader,
+        result: GetMessageResult,
+    ) -> tuple[RemotingCommand, int]:
+        """The PULL response to a store result, and its code."""
         code = response_code(result, header.queue_offset)
         next_offset = result.next_begin_offset
         if not self.config.is_master and code == ResponseCode.PULL_OFFSET_MOVED:
             code = ResponseCode.PULL_RETRY_IMMEDIATELY
             next_offset = header.queue_offset
-        fields = {
-            "suggestWhichBrokerId": 0,
-            "nextBeginOffset": next_offset,
-            "minOffset": result.min_offset,
-            "maxOffset": result.max_offset,
-        }
         if code == ResponseCode.PULL_OFFSET_MOVED:
             self.log.info(
                 "Pull offset moved: group {group} {topic}:{qid} requested {offset}, "
@@ -274,5 +314,20 @@ class PullMessageProcessor:
                 offset=header.queue_offset,
                 next=next_offset,
             )
-        body = result.body() if code == ResponseCode.SUCCESS else b""
-        return new_response(request, code, result.status.value, fields, body), code
+        # The wire strings directly (what new_response would convert them to).
+        response = RemotingCommand(
+            code=int(code),
+            opaque=request.opaque,
+            flag=FLAG_RESPONSE,
+            remark=result.status.value,
+            ext_fields={
+                "suggestWhichBrokerId": "0",
+                "nextBeginOffset": str(next_offset),
+                "minOffset": str(result.min_offset),
+                "maxOffset": str(result.max_offset),
+            },
+            body=result.body() if code == ResponseCode.SUCCESS else b"",
+            serialize_type=request.serialize_type,
+            ext_fields_present=True,
+        )
+        return response, code

@@ -133,36 +133,43 @@ class SendMessageRequestHeader:
         producer_group = get("producerGroup")
         topic = get("topic")
         queue_id = get("queueId")
-        ints = (
-            queue_id,
-            get("defaultTopicQueueNums"),
-            get("sysFlag"),
-            get("bornTimestamp"),
-            get("flag"),
-            get("reconsumeTimes"),
-            get("maxReconsumeTimes"),
+        queue_nums = get("defaultTopicQueueNums", "4")
+        sys_flag = get("sysFlag", "0")
+        born = get("bornTimestamp", "0")
+        flag = get("flag", "0")
+        reconsume = get("reconsumeTimes", "0")
+        max_times = get("maxReconsumeTimes")
+        # One isdigit() over the concatenation checks all six; each must be non-empty.
+        digits = (
+            queue_id + queue_nums + sys_flag + born + flag + reconsume
+            if queue_id and queue_nums and sys_flag and born and flag and reconsume
+            else ""
         )
         if (
             producer_group is not None
             and topic is not None
-            and queue_id is not None
-            and all(v is None or (v.isdigit() and v.isascii()) for v in ints)
+            and digits.isdigit()
+            and digits.isascii()
+            and (max_times is None or (max_times.isdigit() and max_times.isascii()))
         ):
-            _, queue_nums, sys_flag, born, flag, reconsume, max_times = ints
+            assert queue_id is not None  # for mypy: digits is empty without it
+            unit_mode = get("unitMode")
+            batch = get("batch")
             return cls(
-                producer_group=producer_group,
-                topic=topic,
-                default_topic=get("defaultTopic", "TBW102"),
-                default_topic_queue_nums=4 if queue_nums is None else int(queue_nums),
-                queue_id=int(queue_id),
-                sys_flag=0 if sys_flag is None else int(sys_flag),
-                born_timestamp=0 if born is None else int(born),
-                flag=0 if flag is None else int(flag),
-                properties=get("properties", ""),
-                reconsume_times=0 if reconsume is None else int(reconsume),
-                unit_mode=_truthy(get("unitMode")),
-                max_reconsume_times=None if max_times is None else int(max_times),
-                batch=request.code == RequestCode.SEND_BATCH_MESSAGE or _truthy(get("batch")),
+                producer_group,
+                topic,
+                get("defaultTopic", "TBW102"),
+                int(queue_nums),
+                int(queue_id),
+                int(sys_flag),
+                int(born),
+                int(flag),
+                get("properties", ""),
+                int(reconsume),
+                unit_mode is not None and _truthy(unit_mode),
+                None if max_times is None else int(max_times),
+                request.code == RequestCode.SEND_BATCH_MESSAGE
+                or (batch is not None and _truthy(batch)),
             )
         return cls._from_fields(request, fields)
 
@@ -434,7 +441,10 @@ class SendMessageProcessor:
     ) -> RemotingCommand | Deferred[RemotingCommand]:
         props = string_to_properties(header.properties)
         props[CLUSTER] = self.identity.cluster_name
-        stored_props = {k: v for k, v in props.items() if k != WAIT}
+        stored_props = props
+        if WAIT in props:  # not stored (Java drops it too)
+            stored_props = props.copy()
+            del stored_props[WAIT]
         msg = BrokerMessage(
             topic=header.topic,
             queue_id=queue_id,

@@ -12,8 +12,14 @@ from zope.interface.verify import verifyObject
 
 from rmq.broker.config import BrokerConfig
 from rmq.broker.interfaces import ISendMessageHook
-from rmq.broker.send import SendContext, SendMessageProcessor
+from rmq.broker.send import (
+    V2_KEYS,
+    SendContext,
+    SendMessageProcessor,
+    SendMessageRequestHeader,
+)
 from rmq.broker.service import Broker, build_broker
+from rmq.common.errors import HeaderError
 from rmq.common.message import BrokerMessage, Message, decode_messages, encode_batch
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request
@@ -266,3 +272,70 @@ class SendProcessorTests(SynchronousTestCase):
         """A slave broker refuses sends with NO_PERMISSION."""
         self.build(broker_role="SLAVE")
         self.assertEqual(self.answer(send()).code, ResponseCode.NO_PERMISSION)
+
+
+class SendHeaderDecodeTests(SynchronousTestCase):
+    """The header's fast path decodes exactly like the general typed-accessor path."""
+
+    BASE = {
+        "producerGroup": "PG",
+        "topic": "T",
+        "defaultTopic": "TBW102",
+        "defaultTopicQueueNums": "4",
+        "queueId": "1",
+        "sysFlag": "0",
+        "bornTimestamp": "1795295293412",
+        "flag": "0",
+        "properties": "TAGS\x01a",
+        "reconsumeTimes": "0",
+        "unitMode": "false",
+        "batch": "1",
+    }
+
+    def decode_both(
+        self, fields: dict[str, str], code: int = RequestCode.SEND_MESSAGE
+    ) -> tuple[object, object]:
+        request = RemotingCommand(code=code, opaque=7, ext_fields=fields)
+        results: list[object] = []
+        for decode in (
+            SendMessageRequestHeader.from_request,
+            lambda r: SendMessageRequestHeader._from_fields(
+                r, {V2_KEYS.get(k, k): v for k, v in r.ext_fields.items()}
+            ),
+        ):
+            try:
+                results.append(decode(request))
+            except HeaderError as e:
+                results.append((e.code, e.remark))
+        return results[0], results[1]
+
+    def test_variants_agree(self) -> None:
+        """Missing, empty, signed, non-ASCII and extra fields give equal headers or errors."""
+        variants: list[dict[str, str | None]] = [
+            {},
+            {"queueId": "-1"},
+            {"queueId": ""},
+            {"flag": ""},
+            {"sysFlag": "+1"},
+            {"bornTimestamp": "١٢"},
+            {"reconsumeTimes": "x"},
+            {"maxReconsumeTimes": "16"},
+            {"maxReconsumeTimes": ""},
+            {"defaultTopicQueueNums": None, "sysFlag": None, "flag": None},
+            {"topic": None},
+            {"producerGroup": None},
+            {"queueId": None},
+            {"unitMode": "TRUE", "batch": None},
+        ]
+        for change in variants:
+            fields = {k: v for k, v in {**self.BASE, **change}.items() if v is not None}
+            fast, general = self.decode_both(fields)
+            self.assertEqual(fast, general, change)
+
+    def test_v2_keys(self) -> None:
+        """One-letter SEND_MESSAGE_V2 keys decode like the long names."""
+        short = {"a": "PG", "b": "T", "c": "TBW102", "d": "4", "e": "1", "f": "0", "g": "9"}
+        fast, general = self.decode_both(short, RequestCode.SEND_MESSAGE_V2)
+        self.assertEqual(fast, general)
+        assert isinstance(fast, SendMessageRequestHeader)
+        self.assertEqual((fast.topic, fast.queue_id, fast.born_timestamp), ("T", 1, 9))

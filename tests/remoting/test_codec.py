@@ -5,10 +5,18 @@ from __future__ import annotations
 import json
 import struct
 
+from hypothesis import given, strategies
 from twisted.trial.unittest import SynchronousTestCase
 
 from rmq.common.errors import FrameError, HeaderError
-from rmq.remoting.codec import UndecodableHeaderError, decode, encode, encode_head, json_string
+from rmq.remoting.codec import (
+    UndecodableHeaderError,
+    _ext_json,
+    decode,
+    encode,
+    encode_head,
+    json_string,
+)
 from rmq.remoting.codes import LanguageCode, RequestCode, SerializeType
 from rmq.remoting.command import RemotingCommand
 
@@ -16,6 +24,11 @@ from rmq.remoting.command import RemotingCommand
 def frame(header: bytes, body: bytes = b"", serialize_type: int = 0) -> bytes:
     """A frame without its total-length word, around a hand-written header."""
     return struct.pack(">I", (serialize_type << 24) | len(header)) + header + body
+
+
+def _ext_json_reference(ext: dict[str, str]) -> str:
+    """The extFields text built the slow, obvious way."""
+    return "{" + ",".join(json_string(k) + ":" + json_string(v) for k, v in ext.items()) + "}"
 
 
 class FrameLayoutTests(SynchronousTestCase):
@@ -83,6 +96,17 @@ class FrameLayoutTests(SynchronousTestCase):
             header = encode(cmd)[8:]
             self.assertEqual(json.loads(header)["extFields"], ext)
             self.assertEqual(decode(encode(cmd)[4:]).ext_fields, ext)
+
+    def test_ext_fields_fast_path_matches_per_string_escaping(self) -> None:
+        """Ext fields that look safe but hold quotes, backslashes or controls are escaped."""
+        for value in ('q"', "b\\", "\x7f", "\x01", "tab\t", "é", "\u2028", "", "%s", '":"'):
+            ext = {"k": value, "n": "1"}
+            self.assertEqual(_ext_json(ext), _ext_json_reference(ext), repr(value))
+
+    @given(strategies.dictionaries(strategies.text(max_size=6), strategies.text(max_size=6)))
+    def test_ext_fields_like_per_string_escaping(self, ext: dict[str, str]) -> None:
+        """Any ext mapping is written exactly as escaping each key and value on its own."""
+        self.assertEqual(_ext_json(ext), _ext_json_reference(ext))
 
     def test_non_string_ext_values_written_as_strings(self) -> None:
         """A processor's int or bool ext value is still written as a JSON string."""
