@@ -19,6 +19,7 @@ from rmq.broker.clients import (
     build_subscription,
 )
 from rmq.broker.config import BrokerConfig
+from rmq.broker.filter import SqlPullFilter
 from rmq.broker.identity import BrokerIdentity
 from rmq.broker.longpoll import PullRequestHoldService
 from rmq.broker.offsets import ConsumerOffsetManager
@@ -68,6 +69,15 @@ class PullMessageRequestHeader:
             sub_version=request.ext_int("subVersion", 0),
             expression_type=request.ext_fields.get("expressionType") or EXPRESSION_TAG,
         )
+
+
+def _refused_or(
+    request: RemotingCommand, checked: SubscriptionData | tuple[int, str]
+) -> SubscriptionData | RemotingCommand:
+    """The SQL92 check's subscription, or its refusal as the response."""
+    if isinstance(checked, tuple):
+        return new_response(request, checked[0], checked[1], {})
+    return checked
 
 
 _CODES = {
@@ -120,6 +130,8 @@ class PullMessageProcessor:
         self.offsets = offsets
         self.store = store
         self.hold = hold
+        #: The SQL92 part (rmq.broker.filter.SqlPullFilter), set by install_filter.
+        self.sql: SqlPullFilter | None = None
 
     def process_request(
         self, connection: IRemotingConnection, request: RemotingCommand
@@ -245,6 +257,16 @@ class PullMessageProcessor:
                 f"consumer:[{header.consumer_group}]",
             )
         if header.sys_flag & FLAG_SUBSCRIPTION:
+            if header.expression_type != EXPRESSION_TAG and self.sql is not None:
+                return _refused_or(
+                    request,
+                    self.sql.from_request(
+                        header.topic,
+                        header.subscription,
+                        header.expression_type,
+                        header.sub_version,
+                    ),
+                )
             if header.expression_type != EXPRESSION_TAG and not self.config.enable_property_filter:
                 return error(
                     ResponseCode.SYSTEM_ERROR,
@@ -273,6 +295,10 @@ class PullMessageProcessor:
             return error(
                 ResponseCode.SUBSCRIPTION_NOT_LATEST, "the consumer's subscription not latest"
             )
+        if sub.expression_type != EXPRESSION_TAG and self.sql is not None:
+            return _refused_or(
+                request, self.sql.from_heartbeat(sub, header.consumer_group, header.sub_version)
+            )
         if sub.expression_type != EXPRESSION_TAG and not self.config.enable_property_filter:
             return error(
                 ResponseCode.SYSTEM_ERROR,
@@ -283,6 +309,11 @@ class PullMessageProcessor:
     def _get(
         self, header: PullMessageRequestHeader, subscription: SubscriptionData
     ) -> Deferred[GetMessageResult]:
+        if subscription.expression_type != EXPRESSION_TAG and self.sql is not None:
+            got = self.store.get_messages(
+                header.topic, header.queue_id, header.queue_offset, max(1, header.max_msg_nums)
+            )
+            return self.sql.filter(got, subscription)
         tags_filter = None if subscription.matches_all else subscription.code_set
         return self.store.get_messages(
             header.topic,
