@@ -507,7 +507,7 @@ class Producer:
         left = timeout - (self.clock.seconds() - begin)
         if left <= 0:
             raise RequestTimeoutError(f"request to {msg.topic} timed out before it was sent")
-        waiter = inst.replies.add(correlation_id, left)
+        waiter = inst.replies.add(correlation_id, left, msg.topic)
         try:
             await self.send(msg, timeout=left)
         except RMQError as e:

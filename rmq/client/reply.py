@@ -122,9 +122,9 @@ class RequestFutureTable:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def add(self, correlation_id: str, timeout: float) -> Deferred[MessageExt]:
-        """Wait for the reply to ``correlation_id``; fails with RequestTimeoutError after
-        ``timeout`` seconds. Cancelling the Deferred forgets the request."""
+    def add(self, correlation_id: str, timeout: float, topic: str = "") -> Deferred[MessageExt]:
+        """Wait for the reply to ``correlation_id`` (a request sent to ``topic``); fails with
+        RequestTimeoutError after ``timeout`` seconds. Cancelling the Deferred forgets it."""
 
         def cancel(_: Deferred[MessageExt]) -> None:
             entry = self._waiting.pop(correlation_id, None)
@@ -132,17 +132,17 @@ class RequestFutureTable:
                 entry[1].cancel()
 
         d: Deferred[MessageExt] = Deferred(cancel)
-        timer = self.clock.callLater(timeout, self._expire, correlation_id, timeout)
+        timer = self.clock.callLater(timeout, self._expire, correlation_id, timeout, topic)
         self._waiting[correlation_id] = (d, timer)
         return d
 
-    def _expire(self, correlation_id: str, timeout: float) -> None:
+    def _expire(self, correlation_id: str, timeout: float, topic: str) -> None:
         entry = self._waiting.pop(correlation_id, None)
         if entry is not None:
             entry[0].errback(
                 RequestTimeoutError(
-                    f"wait response timeout {int(timeout * 1000)}ms "
-                    f"(correlation id {correlation_id})"
+                    f"send request message to <{topic}> OK, but wait reply message timeout, "
+                    f"{int(timeout * 1000)} ms. (correlation id {correlation_id})"
                 )
             )
 

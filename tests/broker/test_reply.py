@@ -203,7 +203,7 @@ class ClientReplyTests(SynchronousTestCase):
         """A reply fires its own waiter only and cancels its timer."""
         clock = Clock()
         table = RequestFutureTable(clock)
-        d1 = table.add("a", 3.0)
+        d1 = table.add("a", 3.0, "Questions")
         d2 = table.add("b", 3.0)
         self.assertTrue(table.on_reply(MessageExt("R", b"x", properties={CORRELATION_ID: "b"})))
         self.assertEqual(self.successResultOf(d2).body, b"x")
@@ -211,7 +211,11 @@ class ClientReplyTests(SynchronousTestCase):
         self.assertFalse(table.on_reply(MessageExt("R", b"x", properties={CORRELATION_ID: "b"})))
         self.assertEqual(len(clock.getDelayedCalls()), 1)
         clock.advance(3.0)
-        self.failureResultOf(d1, RequestTimeoutError)
+        failure = self.failureResultOf(d1, RequestTimeoutError)
+        self.assertIn(
+            "send request message to <Questions> OK, but wait reply message timeout, 3000 ms",
+            str(failure.value),
+        )
         self.assertEqual(clock.getDelayedCalls(), [])
         self.assertEqual(len(table), 0)
 
