@@ -204,12 +204,8 @@ class TopicAdminProcessor(CodeTableProcessor):
         if self.stats is not None:
             self.stats.topic_puts.pop(topic, None)
         # Consumer offsets are kept (as Java 4.9.7 does); the store drops the consume queues
-        # when it offers that.
-        delete = getattr(self.store, "delete_topic", None)
-        if callable(delete):
-            result = delete(topic)
-            if isinstance(result, Deferred):
-                await result
+        # (the commit log keeps the records; a later put starts the queues at offset 0).
+        await self.store.delete_topics({topic})
         return new_response(request)
 
     async def _topic_stats(

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -465,17 +464,12 @@ def system_topics(config: BrokerConfig) -> list[str]:
     return sorted(names)
 
 
-async def _maybe_await(result: Any) -> Any:
-    if isinstance(result, Deferred):
-        return await result
-    return result
-
-
 class StoreAdminProcessor(CodeTableProcessor):
     """Codes 305, 306, 316, 329, 323 (Java ``AdminBrokerProcessor``).
 
-    The store maintenance codes call what the store offers (``clean_expired_consume_queues()``,
-    ``delete_topic(topic)``, ``delete_expired_files(now)``) and answer 0 like Java in any case.
+    The store maintenance codes call the store (``clean_expired_consume_queues(live topics)``,
+    ``delete_topics(unused topics)``, and ``delete_expired_files(now)`` when the store has it)
+    and answer 0 like Java.
     """
 
     log = Logger()
@@ -509,8 +503,9 @@ class StoreAdminProcessor(CodeTableProcessor):
         self, connection: IRemotingConnection, request: RemotingCommand
     ) -> RemotingCommand:
         self.log.warn("invoke cleanExpiredConsumeQueue start.")
-        clean = getattr(self.store, "clean_expired_consume_queues", None)
-        removed = await _maybe_await(clean()) if callable(clean) else None
+        unused = set(self.unused_topics())
+        live = {t for t in self.store.topic_queues() if t not in unused}
+        removed = await self.store.clean_expired_consume_queues(live)
         self.log.warn("invoke cleanExpiredConsumeQueue end ({removed}).", removed=removed)
         return new_response(request)
 
@@ -527,11 +522,8 @@ class StoreAdminProcessor(CodeTableProcessor):
     ) -> RemotingCommand:
         unused = self.unused_topics()
         self.log.warn("invoke cleanUnusedTopic start: {topics}", topics=unused)
-        delete = getattr(self.store, "delete_topic", None)
-        if callable(delete):
-            for topic in unused:
-                await _maybe_await(delete(topic))
-        self.log.warn("invoke cleanUnusedTopic end.")
+        removed = await self.store.delete_topics(set(unused))
+        self.log.warn("invoke cleanUnusedTopic end ({removed} topics).", removed=removed)
         return new_response(request)
 
     def _delete_expired_commitlog(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import shutil
 import struct
@@ -21,6 +22,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -33,6 +35,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from rmq.common.asyncutil import log_failure
+from rmq.common.atomicfile import read_with_backup, write_atomic
 from rmq.common.message import (
     KEYS,
     MESSAGE_MAGIC_CODE,
@@ -93,6 +96,13 @@ INDEX_BATCH = 256
 every query, index flush, checkpoint, retention pass and stop): one tight loop per batch instead
 of a method chain per record. Records not yet indexed when the process dies lie past the index's
 end offset, so recovery re-indexes them."""
+
+
+DELETED_QUEUES_FILE = "deletedQueues.json"
+"""In the store root: ``{topic: {queue id: commit-log offset}}`` for consume queues removed by
+``delete_topics``/``clean_expired_consume_queues``. Recovery never re-dispatches a record of such
+a queue below that offset (the commit log keeps them), so deleted queues stay deleted; an entry
+is dropped once the commit log's minimum offset has passed it."""
 
 
 def disk_usage_ratio(path: str) -> float:
@@ -171,6 +181,10 @@ class FileMessageStore:
         self._idle: list[Deferred[None]] = []
         self._inflight = 0
         self._busy_fds: dict[int, int] = {}
+        self._close_later: list[MappedFile] = []  # unlinked, closed once no fsync holds them
+        # removed consume queues -> commit-log end when removed (see DELETED_QUEUES_FILE)
+        self._deleted: dict[tuple[str, int], int] = {}
+        self._marker_writes = 0  # DELETED_QUEUES_FILE writes in flight: no group commit starts
         self._last_ts = 0
         self._last_dispatched_ts = 0
         self._last_appended_ts = 0
@@ -330,6 +344,8 @@ class FileMessageStore:
                 n = busy.pop(fd) - 1
                 if n:
                     busy[fd] = n
+            if self._close_later:
+                self._close_idle_files()
             return r
 
         return self._run(fdatasync_all, fds).addBoth(done)
@@ -704,6 +720,8 @@ class FileMessageStore:
 
         A put arriving while an fsync runs is appended at once and answered by the next fsync,
         which may start before the running one returns; completions are applied in order."""
+        if self._marker_writes:  # puts after a queue removal wait until it is durable
+            return
         commits = self._commits
         if commits:
             if len(commits) >= MAX_COMMITS or self._answering:
@@ -1077,6 +1095,133 @@ class FileMessageStore:
             out.setdefault(topic, []).append(qid)
         return out
 
+    # --- queue removal ------------------------------------------------------------------------
+
+    def delete_topics(self, topics: AbstractSet[str]) -> Deferred[int]:
+        """Remove the topics' consume queues: files, directories and next queue offsets (Java
+        ``deleteTopics``); records stay in the commit log. Fires with the number of topics that
+        had queues once ``deletedQueues.json`` is durable (see ``DELETED_QUEUES_FILE``)."""
+        keys = {k for k in (*self._cqs, *self._next_qoff) if k[0] in topics}
+        self._drop_queues(keys)
+        return self._persist_deleted(len({k[0] for k in keys}) if keys else 0, bool(keys))
+
+    def clean_expired_consume_queues(self, live_topics: AbstractSet[str]) -> Deferred[int]:
+        """Delete consume-queue files wholly below the commit log's minimum (the retention
+        pass), then remove whole queues whose last record left the commit log (Java
+        ``cleanExpiredConsumerQueue``) and queues of topics not in ``live_topics``;
+        ``SCHEDULE_TOPIC_XXXX`` is kept. Fires with the number of queues removed."""
+        phy_min = self.commitlog.min_offset
+        busy = self._busy_fds
+        files = 0
+        drop: set[tuple[str, int]] = set()
+        for key, cq in self._cqs.items():
+            if key[0] == SCHEDULE_TOPIC:
+                continue
+            if key[0] not in live_topics:
+                drop.add(key)
+                continue
+            files += cq.delete_files_below(phy_min, busy)
+            # Expired: units exist, the last record is below the minimum and no record of the
+            # queue awaits dispatch (SYNC_FLUSH appends before the unit is written).
+            if (
+                0 < cq.max_phy <= phy_min
+                and cq.max_offset > 0
+                and self._next_qoff.get(key, 0) <= cq.max_offset
+            ):
+                drop.add(key)
+        self.log.info(
+            "cleanExpiredConsumeQueue: {files} files below {phy_min} deleted, {queues} queues "
+            "removed",
+            files=files,
+            phy_min=phy_min,
+            queues=len(drop),
+        )
+        self._drop_queues(drop)
+        return self._persist_deleted(len(drop), bool(drop))
+
+    def _drop_queues(self, keys: set[tuple[str, int]]) -> None:
+        """Forget the queues and delete their files now; records of them awaiting dispatch
+        (SYNC_FLUSH) get no unit. A file a flush thread is syncing is unlinked now and closed
+        when that fsync returns."""
+        if not keys:
+            return
+        end = self.commitlog.max_offset
+        busy = self._busy_fds
+        topics = set()
+        for key in sorted(keys):
+            topic, qid = key
+            topics.add(topic)
+            self._next_qoff.pop(key, None)
+            self._deleted[key] = end
+            cq = self._cqs.pop(key, None)
+            if cq is None:
+                continue
+            for mf in cq.files.files:
+                os.unlink(mf.path)
+                if mf.fd in busy:
+                    self._close_later.append(mf)
+                else:
+                    mf.close()
+            cq.files.files = []
+            _rmdir(cq.files.directory)
+            self.log.info("Consume queue {topic}/{qid} removed", topic=topic, qid=qid)
+        for topic in topics:
+            _rmdir(os.path.join(self._cq_root, topic))
+        pending = self._pending
+        if pending:
+            kept = [
+                ((e[0], e[1], e[2], e[3], -1, e[5], e[6], e[7]), pend)
+                if e[4] >= 0 and (e[2], e[3]) in keys
+                else (e, pend)
+                for e, pend in pending
+            ]
+            pending.clear()
+            pending.extend(kept)
+
+    def _close_idle_files(self) -> None:
+        busy = self._busy_fds
+        still = []
+        for mf in self._close_later:
+            if mf.fd in busy:
+                still.append(mf)
+            else:
+                mf.close()
+        self._close_later = still
+
+    def _persist_deleted(self, result: int, changed: bool) -> Deferred[int]:
+        """Write ``deletedQueues.json`` and fsync the consume-queue directory in a thread; no
+        group commit starts meanwhile, so no put made after the removal is answered before the
+        removal is durable. Fires with ``result``."""
+        if not changed:
+            return succeed(result)
+        floor = self.commitlog.min_offset
+        table: dict[str, dict[str, int]] = {}
+        for (topic, qid), end in sorted(self._deleted.items()):
+            if end > floor:
+                table.setdefault(topic, {})[str(qid)] = end
+        data = json.dumps(table, sort_keys=True).encode()
+        self._marker_writes += 1
+
+        def done(r: Any) -> Any:
+            self._marker_writes -= 1
+            if self.running and not self._marker_writes:
+                self._group_commit()
+            return r
+
+        d = self._run(
+            _write_deleted_sync, os.path.join(self.root, DELETED_QUEUES_FILE), data, self._cq_root
+        )
+        return d.addBoth(done).addCallback(lambda _: result)
+
+    def _load_deleted(self) -> None:
+        data = read_with_backup(os.path.join(self.root, DELETED_QUEUES_FILE), json.loads)
+        self._deleted = {}
+        if data is None:
+            return
+        for topic, queues in json.loads(data).items():
+            for qid, end in queues.items():
+                self._deleted[(topic, int(qid))] = int(end)
+
     # --- replication (IReplicaStore) ---------------------------------------------------------
 
     def commit_log_file_size(self) -> int:
@@ -1137,6 +1282,11 @@ class FileMessageStore:
                     continue
                 cq = self._cq(topic, int(q))
                 cq.recover()
+                removed_at = self._deleted.get((topic, cq.queue_id))
+                if removed_at is not None and _older_than(cq, removed_at):
+                    # removed before the crash, but the removal had not reached the disk
+                    self._drop_queues({(topic, cq.queue_id)})
+                    self._deleted[(topic, cq.queue_id)] = removed_at
 
     def _read_checkpoint(self) -> tuple[int, int, int]:
         try:
@@ -1153,6 +1303,7 @@ class FileMessageStore:
         self.recovered_abnormally = abnormal
         cl = self.commitlog
         cl.load()
+        self._load_deleted()
         self._load_consume_queues()
         self.index.load()
         files = cl.files.files
@@ -1184,6 +1335,7 @@ class FileMessageStore:
             cq.truncate_phys(end)
             cq.correct_min_offset(cl.min_offset)
         self._next_qoff = {k: cq.max_offset for k, cq in self._cqs.items()}
+        self._deleted = {k: v for k, v in self._deleted.items() if v > cl.min_offset}
         self._flushed = end
         self._replica_next = end
         last_ts = cl.store_ts_at(self._last_record) if self._last_record >= 0 else 0
@@ -1203,6 +1355,7 @@ class FileMessageStore:
         end = files[start].start
         topics: dict[bytes, str] = {}
         cqs = self._cqs
+        deleted = self._deleted
         fix = _FIXED_V4
         fix_unpack = fix.unpack_from
         crc32 = zlib.crc32
@@ -1288,6 +1441,8 @@ class FileMessageStore:
                     if in_cq:
                         cq = cqs.get((topic, qid))
                         need_cq = cq is None or qoff >= cq.max_offset
+                        if need_cq and deleted and phys < deleted.get((topic, qid), -1):
+                            need_cq = False  # its queue was removed after it was stored
                     need_index = index_on and phys > index_end
                     if need_cq or need_index:
                         props = string_to_properties(str(mv[q + 2 : q + 2 + plen], "utf-8"))
@@ -1369,6 +1524,37 @@ class FileMessageStore:
                 cq.delete_files_below(phy_min, busy)
             self.index.delete_below(phy_min, busy)
         return deleted
+
+
+def _older_than(cq: ConsumeQueue, removed_at: int) -> bool:
+    """True when ``cq`` is the queue removed at commit-log offset ``removed_at`` (its first
+    unit is a filler or points below it), not one re-created after the removal."""
+    if cq.max_offset <= cq.min_offset:
+        return True
+    unit = cq.read_unit(cq.min_offset)
+    return unit is None or unit[1] == FILLER_SIZE or unit[0] < removed_at
+
+
+def _rmdir(path: str) -> None:
+    """Remove ``path`` if it is an empty directory."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _write_deleted_sync(path: str, data: bytes, cq_root: str) -> None:
+    """Write ``deletedQueues.json`` atomically and make the queue directories' removal durable
+    (runs in a flush thread)."""
+    write_atomic(path, data)
+    try:
+        fd = os.open(cq_root, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_file_sync(path: str, data: bytes) -> None:

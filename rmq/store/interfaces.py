@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -222,6 +223,23 @@ class IMessageStore(Interface):
 
     def topic_queues() -> dict[str, list[int]]:
         """Every topic that has a consume queue, with its queue ids (rebuilt from disk at start)."""
+
+    def delete_topics(topics: AbstractSet[str]) -> Deferred[int]:
+        """Remove every consume queue of ``topics`` (Java ``DefaultMessageStore.deleteTopics``).
+
+        The commit log (and the index) keep the records. Afterwards the queues are unknown
+        (``get_messages`` answers NO_MATCHED_LOGIC_QUEUE, min/max offsets 0) and the next put to
+        such a topic starts a fresh queue at offset 0, as Java's ``removeQueueFromTopicQueueTable``
+        does. Fires with the number of topics that had queues, once the removal is durable (a
+        restart never brings the queues back); fails with ``OSError`` if that record cannot be
+        written."""
+
+    def clean_expired_consume_queues(live_topics: AbstractSet[str]) -> Deferred[int]:
+        """Java ``cleanExpiredConsumerQueue`` plus ``cleanUnusedTopic``: delete consume-queue
+        files wholly below the commit log's minimum offset; remove whole queues whose last
+        record has left the commit log and every queue of a topic not in ``live_topics``
+        (``SCHEDULE_TOPIC_XXXX`` is always kept). Removed queues behave as after
+        ``delete_topics``. Fires with the number of queues removed."""
 
 
 class IReplicaStore(Interface):

@@ -1,13 +1,15 @@
 """``MemoryMessageStore``: an in-memory ``IMessageStore`` for tests and ``rmq.testing``.
 
 Records are built in the real stored layout (§7.1), so pull bodies are byte-identical to the file
-store's; nothing is ever flushed or deleted.
+store's; nothing is ever flushed, and records are never deleted (consume queues can be, by
+``delete_topics`` and ``clean_expired_consume_queues``).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -35,6 +37,7 @@ from rmq.store.interfaces import (
 from rmq.store.replica import CORRUPT, NEED_MORE, ReplicaRecord, next_record
 from rmq.store.rules import (
     MAX_FILTER_UNITS,
+    SCHEDULE_TOPIC,
     dispatch_tags_code,
     goes_to_consume_queue,
     index_keys,
@@ -271,6 +274,30 @@ class MemoryMessageStore:
         for topic, qid in sorted(self._queues):
             out.setdefault(topic, []).append(qid)
         return out
+
+    def _drop_queues(self, keys: set[tuple[str, int]]) -> None:
+        for key in keys:
+            self._queues.pop(key, None)
+            self._next_qoff.pop(key, None)
+            self.log.info("Consume queue {topic}/{qid} removed", topic=key[0], qid=key[1])
+
+    def delete_topics(self, topics: AbstractSet[str]) -> Deferred[int]:
+        """Drop the topics' queues and next offsets (records stay); fires with topics removed."""
+        keys = {k for k in (*self._queues, *self._next_qoff) if k[0] in topics}
+        self._drop_queues(keys)
+        return succeed(len({k[0] for k in keys}))
+
+    def clean_expired_consume_queues(self, live_topics: AbstractSet[str]) -> Deferred[int]:
+        """Drop queues of topics not in ``live_topics`` and queues whose last record lies below
+        the (replicated) commit log's start; fires with queues removed."""
+        keys = {
+            k
+            for k, units in self._queues.items()
+            if k[0] != SCHEDULE_TOPIC
+            and (k[0] not in live_topics or (units[0] and units[0][-1] < self._min_phy))
+        }
+        self._drop_queues(keys)
+        return succeed(len(keys))
 
     # --- replication (IReplicaStore) -------------------------------------------------------
 

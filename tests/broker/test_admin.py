@@ -156,15 +156,23 @@ class TopicVectorTests(AdminTestBase):
         self.assertNotIn("TopicDel", self.broker.topics)
         self.assertEqual(self.broker.offsets.query_offset("G", "TopicDel", 0), 1)
 
-    def test_delete_topic_asks_store(self) -> None:
-        """When the store offers ``delete_topic`` the topic's queues are dropped too."""
-        deleted: list[str] = []
-        self.store.delete_topic = lambda topic: deleted.append(topic)  # type: ignore[attr-defined]
-        self.send_java(0)
-        self.replay("admin-delete-topic-in-broker.req.hex")
-        self.request(RequestCode.DELETE_TOPIC_IN_BROKER, {"topic": "TopicJ"})
-        self.assertEqual(deleted, ["TopicDel", "TopicJ"])
+    def test_delete_topic_drops_consume_queues(self) -> None:
+        """DELETE_TOPIC_IN_BROKER drops the topic's consume queues (the commit log keeps the
+        records), and the next send to the topic starts at queue offset 0."""
+        self.send_java(0, n=2)
+        self.send_java(1)
+        self.send_java(0, topic="Kept")
+        self.assertEqual(self.store.get_max_offset_in_queue("TopicJ", 0), 2)
+        phys = self.store.get_max_phy_offset()
+        response = self.request(RequestCode.DELETE_TOPIC_IN_BROKER, {"topic": "TopicJ"})
+        self.assertEqual(response.code, 0)
+        self.assertNotIn("TopicJ", self.store.topic_queues())
+        self.assertEqual(self.store.get_max_offset_in_queue("TopicJ", 0), 0)
+        self.assertEqual(self.store.get_max_offset_in_queue("Kept", 0), 1)
+        self.assertEqual(self.store.get_max_phy_offset(), phys)
         self.assertNotIn("TopicJ", self.stats.topic_puts)
+        self.send_java(0)
+        self.assertEqual(self.store.get_max_offset_in_queue("TopicJ", 0), 1)
 
     def test_get_all_topic_config(self) -> None:
         """GET_ALL_TOPIC_CONFIG lists the same system topics with the same configs as Java, and

@@ -4,6 +4,7 @@ broker prepared with real sends, pulls, heartbeats and offsets."""
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -362,12 +363,13 @@ class RecordingStore(MemoryMessageStore):
         super().__init__(*args)
         self.calls: list[tuple[str, Any]] = []
 
-    def delete_topic(self, topic: str) -> None:
-        self.calls.append(("delete_topic", topic))
+    def delete_topics(self, topics: AbstractSet[str]) -> Deferred[int]:
+        self.calls.append(("delete_topics", set(topics)))
+        return super().delete_topics(topics)
 
-    def clean_expired_consume_queues(self) -> int:
-        self.calls.append(("clean_expired_consume_queues", None))
-        return 0
+    def clean_expired_consume_queues(self, live_topics: AbstractSet[str]) -> Deferred[int]:
+        self.calls.append(("clean_expired_consume_queues", set(live_topics)))
+        return super().clean_expired_consume_queues(live_topics)
 
     def delete_expired_files(self, now: float, force: bool = False) -> int:
         self.calls.append(("delete_expired_files", (now, force)))
@@ -409,20 +411,28 @@ class StoreOpsTests(OpsTestBase):
         self.broker.topics.delete_topic_config("Gone")
         response = self.request(RequestCode.CLEAN_UNUSED_TOPIC)
         self.assertEqual((response.code, response.remark), (0, None))
-        self.assertEqual(self.recording.calls, [("delete_topic", "Gone")])
+        self.assertEqual(self.recording.calls, [("delete_topics", {"Gone"})])
+        self.assertNotIn("Gone", self.store.topic_queues())
+        self.assertIn("TopicJ", self.store.topic_queues())
 
     def test_clean_expired_cq_and_commitlog(self) -> None:
-        """CLEAN_EXPIRED_CONSUMEQUEUE and DELETE_EXPIRED_COMMITLOG run the store's cleaners
-        (unforced, now) and answer 0; a store without them answers 0 too."""
+        """CLEAN_EXPIRED_CONSUMEQUEUE runs the store's cleaner with the topics that have a
+        config (or are system topics) as live, dropping the others' queues; DELETE_EXPIRED_COMMITLOG
+        runs the file cleaner (unforced, now); both answer 0, also on a store without
+        ``delete_expired_files``."""
+        self.send_java(0)
+        self.send_java(0, topic="Gone")
+        self.broker.topics.delete_topic_config("Gone")
         self.assertEqual(self.request(RequestCode.CLEAN_EXPIRED_CONSUMEQUEUE).code, 0)
         self.assertEqual(self.request(RequestCode.DELETE_EXPIRED_COMMITLOG).code, 0)
         self.assertEqual(
             self.recording.calls,
             [
-                ("clean_expired_consume_queues", None),
+                ("clean_expired_consume_queues", {"TopicJ"}),
                 ("delete_expired_files", (CAPTURE_MS / 1000, False)),
             ],
         )
+        self.assertEqual(list(self.store.topic_queues()), ["TopicJ"])
         self.store = MemoryMessageStore(self.clock)
         self.successResultOf(self.store.start())
         self.broker = self.build()

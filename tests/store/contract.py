@@ -349,3 +349,48 @@ class IMessageStoreContract:
         self.tc.successResultOf(self.store.stop())
         r = self.put(make_msg())
         self.tc.assertEqual(r.status, PutMessageStatus.SERVICE_NOT_AVAILABLE)
+
+    def test_delete_topics(self) -> None:
+        """delete_topics drops every queue of the topics but keeps their records in the commit
+        log; the queues answer NO_MATCHED_LOGIC_QUEUE and offsets 0, and a later put to the topic
+        starts a fresh queue at offset 0."""
+        first = self.put(make_msg(body=b"old-0"))
+        self.put(make_msg(body=b"old-1"))
+        self.put(make_msg(queue_id=3, body=b"old-q3"))
+        self.put(make_msg(topic="U", body=b"u"))
+        phys = self.store.get_max_phy_offset()
+        n = self.tc.successResultOf(self.store.delete_topics({"T", "Absent"}))
+        self.tc.assertEqual(n, 1)
+        self.tc.assertEqual(self.store.topic_queues(), {"U": [0]})
+        for qid in (0, 3):
+            g = self.get("T", qid, 0)
+            self.tc.assertEqual(g.status, GetMessageStatus.NO_MATCHED_LOGIC_QUEUE)
+            self.tc.assertEqual(self.store.get_max_offset_in_queue("T", qid), 0)
+            self.tc.assertEqual(self.store.get_min_offset_in_queue("T", qid), 0)
+        self.tc.assertEqual(self.store.get_max_phy_offset(), phys)
+        raw = self.tc.successResultOf(self.store.look_message_by_offset(first.wrote_offset))
+        self.tc.assertEqual(decode_messages(raw)[0].body, b"old-0")
+        self.tc.assertEqual([m.body for m in decode_messages(self.get("U", 0, 0).body())], [b"u"])
+        r = self.put(make_msg(body=b"new-0"))
+        self.tc.assertEqual((r.status, r.queue_offset), (PutMessageStatus.PUT_OK, 0))
+        g = self.get("T", 0, 0)
+        self.tc.assertEqual([m.body for m in decode_messages(g.body())], [b"new-0"])
+        self.tc.assertEqual(decode_messages(g.body())[0].queue_offset, 0)
+        self.tc.assertEqual(self.store.get_max_offset_in_queue("T", 0), 1)
+        self.tc.assertEqual(self.tc.successResultOf(self.store.delete_topics(set())), 0)
+
+    def test_clean_expired_consume_queues_drops_dead_topics(self) -> None:
+        """clean_expired_consume_queues removes the queues of topics not in the live set
+        (never SCHEDULE_TOPIC_XXXX's) and keeps live ones; a second pass removes nothing."""
+        self.put(make_msg(topic="Live"))
+        self.put(make_msg(topic="Dead", queue_id=0))
+        self.put(make_msg(topic="Dead", queue_id=1))
+        self.put(make_msg(topic="SCHEDULE_TOPIC_XXXX", queue_id=1, props={DELAY: "2"}))
+        n = self.tc.successResultOf(self.store.clean_expired_consume_queues({"Live"}))
+        self.tc.assertEqual(n, 2)
+        self.tc.assertEqual(self.store.topic_queues(), {"Live": [0], "SCHEDULE_TOPIC_XXXX": [1]})
+        self.tc.assertEqual(self.get("Dead", 1, 0).status, GetMessageStatus.NO_MATCHED_LOGIC_QUEUE)
+        self.tc.assertEqual(self.get("Live", 0, 0).status, GetMessageStatus.FOUND)
+        n = self.tc.successResultOf(self.store.clean_expired_consume_queues({"Live"}))
+        self.tc.assertEqual(n, 0)
+        self.tc.assertEqual(self.put(make_msg(topic="Dead", queue_id=1)).queue_offset, 0)

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from rmq.common.message import decode_messages
 from rmq.store.config import SYNC_FLUSH, MessageStoreConfig
-from rmq.store.filestore import MAX_COMMITS, FileMessageStore
+from rmq.store.filestore import MAX_COMMITS, FileMessageStore, _write_deleted_sync
 from rmq.store.interfaces import GetMessageStatus, PutMessageStatus
 from rmq.store.mappedfile import fdatasync_all
 from tests.store.contract import T0, IMessageStoreContract, make_msg
@@ -570,3 +570,160 @@ class RetentionTests(FileStoreTestBase):
         self.clock.advance(10)
         r = self.successResultOf(s.put_message(make_msg()))
         self.assertEqual(r.status, PutMessageStatus.PUT_OK)
+
+
+class MarkerHeldRunner(HeldRunner):
+    """Holds fsyncs and the ``deletedQueues.json`` write alike."""
+
+    def __call__(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        if f is _write_deleted_sync:
+            d: Deferred[Any] = Deferred()
+            self.calls.append((f, args, d))
+            return d
+        return super().__call__(f, *args)
+
+
+class QueueRemovalTests(FileStoreTestBase):
+    """delete_topics / clean_expired_consume_queues on disk and across restarts."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(T0)
+
+    def bodies(self, s: FileMessageStore, topic: str, qid: int = 0) -> list[bytes]:
+        g = self.successResultOf(s.get_messages(topic, qid, 0, 100))
+        return [m.body for m in decode_messages(g.body())]
+
+    def cq_dir(self, *parts: str) -> str:
+        return os.path.join(self.root, "consumequeue", *parts)
+
+    def test_deleted_queues_stay_deleted_after_restart(self) -> None:
+        """Removed queues leave the disk and come back neither after a clean stop nor after a
+        crash (recovery does not re-dispatch their records), while a queue re-created after the
+        removal keeps exactly its new records."""
+        for how in ("stop", "crash"):
+            self.root = self.mktemp()
+            s = self.open_store(self.clock)
+            for i in range(3):
+                self.successResultOf(s.put_message(make_msg(body=b"old-%d" % i)))
+            self.successResultOf(s.put_message(make_msg(topic="Gone", queue_id=2)))
+            self.successResultOf(s.put_message(make_msg(topic="U")))
+            self.successResultOf(s.flush())
+            self.assertEqual(self.successResultOf(s.delete_topics({"T", "Gone"})), 2)
+            self.assertFalse(os.path.exists(self.cq_dir("T")))
+            self.assertFalse(os.path.exists(self.cq_dir("Gone")))
+            self.assertTrue(os.path.exists(os.path.join(self.root, "deletedQueues.json")))
+            r = self.successResultOf(s.put_message(make_msg(body=b"new-0")))
+            self.assertEqual(r.queue_offset, 0)
+            if how == "stop":
+                self.successResultOf(s.stop())
+            else:
+                self.crash(s)
+            s2 = self.open_store(self.clock)
+            self.assertEqual(s2.recovered_abnormally, how == "crash")
+            self.assertEqual(s2.topic_queues(), {"T": [0], "U": [0]}, how)
+            self.assertEqual(self.bodies(s2, "T"), [b"new-0"], how)
+            self.assertEqual(os.listdir(self.cq_dir("T")), ["0"])
+            r = self.successResultOf(s2.put_message(make_msg(body=b"new-1")))
+            self.assertEqual(r.queue_offset, 1)
+            r = self.successResultOf(s2.put_message(make_msg(topic="Gone", queue_id=2)))
+            self.assertEqual(r.queue_offset, 0)
+            self.successResultOf(s2.stop())
+
+    def test_removal_lost_by_crash_is_finished_at_recovery(self) -> None:
+        """When the queue files come back after a crash (their unlinking never reached the
+        disk) but ``deletedQueues.json`` did, recovery removes them again."""
+        import shutil
+
+        s = self.open_store(self.clock)
+        for _ in range(3):
+            self.successResultOf(s.put_message(make_msg()))
+        self.successResultOf(s.flush())
+        saved = self.mktemp()
+        shutil.copytree(self.cq_dir("T"), saved)
+        self.successResultOf(s.delete_topics({"T"}))
+        self.crash(s)
+        shutil.copytree(saved, self.cq_dir("T"))
+        s2 = self.open_store(self.clock)
+        self.assertEqual(s2.topic_queues(), {})
+        self.assertFalse(os.path.exists(self.cq_dir("T")))
+        self.assertEqual(self.successResultOf(s2.put_message(make_msg())).queue_offset, 0)
+
+    def test_sync_flush_removal(self) -> None:
+        """Under SYNC_FLUSH a record appended but not yet flushed gets no unit once its topic is
+        removed (its put is still answered), and no put made after the removal is answered
+        before ``deletedQueues.json`` is written."""
+        runner = MarkerHeldRunner()
+        s = self.open_store(self.clock, runner=runner, flush_disk_type=SYNC_FLUSH)
+        d = s.put_message(make_msg(body=b"old"))
+        runner.release_all()
+        self.successResultOf(d)
+        pending = s.put_message(make_msg(body=b"unflushed"))
+        self.assertEqual(len(runner.calls), 1)  # its fsync is held
+        removed = s.delete_topics({"T"})
+        self.assertEqual(len(runner.calls), 2)  # + the marker write
+        after = s.put_message(make_msg(body=b"after"))
+        self.assertEqual(len(runner.calls), 2)  # no fsync may start before the marker is written
+        runner.release_one()  # the fsync of "unflushed"
+        self.assertEqual(self.successResultOf(pending).status, PutMessageStatus.PUT_OK)
+        self.assertEqual(s.topic_queues(), {})
+        self.assertNoResult(after)
+        runner.release_one()  # the marker
+        self.assertEqual(self.successResultOf(removed), 1)
+        self.assertEqual(len(runner.calls), 1)  # now the fsync of "after"
+        runner.release_all()
+        r = self.successResultOf(after)
+        self.assertEqual((r.status, r.queue_offset), (PutMessageStatus.PUT_OK, 0))
+        self.assertEqual(self.bodies(s, "T"), [b"after"])
+
+    def test_clean_expired_consume_queues(self) -> None:
+        """With commit-log files gone, clean_expired_consume_queues deletes the consume-queue
+        files wholly below the log minimum, removes a queue whose every record is gone (a later
+        put restarts it at offset 0, as Java does) and keeps live queues' remaining units."""
+        s = self.open_store(self.clock)
+        for _ in range(25):  # 21 per 64 KiB file: files 0 and 1
+            self.successResultOf(s.put_message(make_msg(body=b"x" * 3000)))
+        for _ in range(60):  # U units 0-59 in file 1: U's first consume-queue file (50 units)
+            self.successResultOf(s.put_message(make_msg(topic="U", body=b"small")))
+        while s.get_max_phy_offset() < 2 * 65536 + 10000:  # into file 2
+            self.successResultOf(s.put_message(make_msg(topic="U", body=b"x" * 3000)))
+        first_live = s.get_max_offset_in_queue("U", 0)
+        self.successResultOf(s.stop())
+        for start in (0, 65536):  # as if retention had run but not the consume-queue pass
+            os.unlink(os.path.join(self.root, "commitlog", f"{start:020d}"))
+        self.assertEqual(len(os.listdir(self.cq_dir("U", "0"))), 2)
+        s2 = self.open_store(self.clock)
+        self.assertEqual(s2.get_min_phy_offset(), 2 * 65536)
+        removed = self.successResultOf(s2.clean_expired_consume_queues({"T", "U"}))
+        self.assertEqual(removed, 1)
+        self.assertEqual(s2.topic_queues(), {"U": [0]})
+        self.assertFalse(os.path.exists(self.cq_dir("T")))
+        self.assertEqual(os.listdir(self.cq_dir("U", "0")), [f"{50 * 20:020d}"])
+        mn = s2.get_min_offset_in_queue("U", 0)
+        self.assertTrue(60 < mn < first_live, (mn, first_live))
+        self.assertEqual(s2.get_max_offset_in_queue("U", 0), first_live)
+        g = self.successResultOf(s2.get_messages("U", 0, mn, 100))
+        self.assertEqual(g.status, GetMessageStatus.FOUND)
+        self.assertEqual(self.successResultOf(s2.put_message(make_msg())).queue_offset, 0)
+        self.assertEqual(self.successResultOf(s2.clean_expired_consume_queues({"T", "U"})), 0)
+        self.successResultOf(s2.stop())
+        s3 = self.open_store(self.clock)
+        self.assertEqual(s3.get_max_offset_in_queue("T", 0), 1)
+        self.assertEqual(s3.get_min_offset_in_queue("U", 0), mn)
+
+    def test_file_being_synced_is_closed_after_its_fsync(self) -> None:
+        """A queue file whose descriptor a flush thread is syncing is unlinked at once but
+        closed only when that fsync returns (the descriptor is never reused under it)."""
+        runner = HeldRunner()
+        s = self.open_store(self.clock, runner=runner)
+        self.successResultOf(s.put_message(make_msg()))
+        self.clock.advance(1)  # the consume-queue flush tick: its fsync is held
+        self.assertEqual(len(runner.calls), 1)
+        fd = s._cqs[("T", 0)].files.files[0].fd
+        self.assertIn(fd, runner.calls[0][1][0])
+        self.successResultOf(s.delete_topics({"T"}))
+        self.assertFalse(os.path.exists(self.cq_dir("T")))
+        os.fstat(fd)  # still open
+        self.assertEqual(len(s._close_later), 1)
+        runner.release_all()
+        self.assertEqual(s._close_later, [])
