@@ -36,7 +36,7 @@ from rmq.common.message import record_properties_str, string_to_properties
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_response
 from rmq.remoting.interfaces import IRemotingConnection
-from rmq.store.interfaces import GetMessageResult, GetMessageStatus
+from rmq.store.interfaces import GetMessageResult, GetMessageStatus, IMessageStore
 
 EXPRESSION_SQL92 = "SQL92"
 FILTER_DATA_CLEAN_TIME_SPAN_MS = 24 * 3600 * 1000
@@ -475,6 +475,77 @@ class SqlPullFilter:
         except SelectorParseError:
             return got  # Java: no compiled expression, no filtering
         return got.addCallback(filter_result, selector)
+
+    def get_messages(
+        self,
+        store: IMessageStore,
+        topic: str,
+        queue_id: int,
+        offset: int,
+        max_count: int,
+        sub: SubscriptionData,
+    ) -> Deferred[GetMessageResult]:
+        """Up to ``max_count`` records from ``offset`` matching ``sub``, scanning on past
+        non-matching ones as Java's ``getMessage`` does: at most ``max(800, max_count)`` units
+        (Java's 16,000 consume-queue bytes). Fires synchronously when the store does."""
+        try:
+            selector = compile_selector(sub.sub_string)
+        except SelectorParseError:
+            return store.get_messages(topic, queue_id, offset, max_count)
+        return Deferred.fromCoroutine(_scan(store, topic, queue_id, offset, max_count, selector))
+
+
+#: Java scans at most max(16000 bytes, maxMsgNums * 20) of consume queue per filtered pull.
+SCAN_UNITS = 16_000 // 20
+
+
+async def _scan(
+    store: IMessageStore,
+    topic: str,
+    queue_id: int,
+    offset: int,
+    max_count: int,
+    selector: Selector,
+) -> GetMessageResult:
+    """Read, filter and read on until ``max_count`` matches, the scan budget, or the end."""
+    budget = max(SCAN_UNITS, max_count)
+    first = filter_result(await store.get_messages(topic, queue_id, offset, max_count), selector)
+    result = first
+    if first.status not in (GetMessageStatus.FOUND, GetMessageStatus.NO_MATCHED_MESSAGE):
+        return first
+    messages = list(first.messages)
+    offsets = list(first.queue_offsets)
+    codes = list(first.tags_codes)
+    scanned = first.next_begin_offset - offset
+    next_offset = first.next_begin_offset
+    while (
+        len(messages) < max_count
+        and scanned < budget
+        and next_offset < result.max_offset
+        and next_offset > offset
+    ):
+        more = await store.get_messages(
+            topic, queue_id, next_offset, min(max_count - len(messages), budget - scanned)
+        )
+        if more.status is not GetMessageStatus.FOUND or more.next_begin_offset <= next_offset:
+            break
+        result = filter_result(more, selector)
+        messages.extend(result.messages)
+        offsets.extend(result.queue_offsets)
+        codes.extend(result.tags_codes)
+        scanned += more.next_begin_offset - next_offset
+        next_offset = more.next_begin_offset
+    if next_offset == first.next_begin_offset:
+        return first
+    status = GetMessageStatus.FOUND if messages else GetMessageStatus.NO_MATCHED_MESSAGE
+    return attrs.evolve(
+        result,
+        status=status,
+        next_begin_offset=next_offset,
+        messages=messages,
+        queue_offsets=offsets,
+        tags_codes=codes,
+    )
 
 
 def filter_result(result: GetMessageResult, selector: Selector) -> GetMessageResult:

@@ -310,10 +310,14 @@ class PullMessageProcessor:
         self, header: PullMessageRequestHeader, subscription: SubscriptionData
     ) -> Deferred[GetMessageResult]:
         if subscription.expression_type != EXPRESSION_TAG and self.sql is not None:
-            got = self.store.get_messages(
-                header.topic, header.queue_id, header.queue_offset, max(1, header.max_msg_nums)
+            return self.sql.get_messages(
+                self.store,
+                header.topic,
+                header.queue_id,
+                header.queue_offset,
+                max(1, header.max_msg_nums),
+                subscription,
             )
-            return self.sql.filter(got, subscription)
         tags_filter = None if subscription.matches_all else subscription.code_set
         return self.store.get_messages(
             header.topic,

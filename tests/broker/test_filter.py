@@ -280,6 +280,34 @@ class BrokerFilterTests(SynchronousTestCase):
         self.assertEqual([m.properties["n"] for m in msgs], ["4", "6", "8"])
         self.assertEqual(resp.ext_fields["nextBeginOffset"], "10")
 
+    def test_pull_scans_past_non_matching_records(self) -> None:
+        """Sparse matches: the pull reads on past maxMsgNums scanned records, as Java does."""
+        self.build(enabled=True)
+        self.put_numbered(10)
+        request = pull(0, expr="n IN ('7', '9')")
+        request.ext_fields["maxMsgNums"] = "2"
+        resp = self.answer(request)
+        self.assertEqual(resp.code, ResponseCode.SUCCESS)
+        self.assertEqual([m.properties["n"] for m in decode_messages(resp.body)], ["7", "9"])
+        self.assertEqual(resp.ext_fields["nextBeginOffset"], "10")
+        request = pull(0, expr="n IN ('3', '5', '7')")
+        request.ext_fields["maxMsgNums"] = "2"
+        resp = self.answer(request)
+        self.assertEqual([m.properties["n"] for m in decode_messages(resp.body)], ["3", "5"])
+        self.assertEqual(resp.ext_fields["nextBeginOffset"], "6")
+
+    def test_pull_scan_budget(self) -> None:
+        """At most 800 units (Java's 16,000 consume-queue bytes) are scanned per pull."""
+        self.build(enabled=True)
+        self.put_numbered(850)
+        first = self.answer(pull(0, expr="n = '840'"))
+        self.assertEqual(first.code, ResponseCode.PULL_RETRY_IMMEDIATELY)
+        self.assertEqual(first.ext_fields["nextBeginOffset"], "800")
+        second = self.answer(pull(800, expr="n = '840'"))
+        self.assertEqual(second.code, ResponseCode.SUCCESS)
+        self.assertEqual([m.properties["n"] for m in decode_messages(second.body)], ["840"])
+        self.assertEqual(second.ext_fields["nextBeginOffset"], "850")
+
     def test_pull_nothing_matched(self) -> None:
         """No matching record: PULL_RETRY_IMMEDIATELY past the scanned records."""
         self.build(enabled=True)
