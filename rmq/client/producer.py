@@ -482,8 +482,16 @@ class Producer:
             info=info,
         )
 
-    def request(self, msg: Message, timeout: float = 3.0) -> Deferred[MessageExt]:
-        """Send a request message and fire with its reply (Java ``DefaultMQProducer.request``).
+    def request(
+        self,
+        msg: Message,
+        timeout: float = 3.0,
+        selector: IMessageQueueSelector | MessageQueue | None = None,
+        arg: Any = None,
+    ) -> Deferred[MessageExt]:
+        """Send a request message and fire with its reply (Java ``DefaultMQProducer.request``;
+        ``selector``/``arg`` as in :meth:`send`, Java's ``request(msg, selector, arg, timeout)``
+        and ``request(msg, mq, timeout)``).
 
         ``msg`` gets ``CORRELATION_ID``, ``REPLY_TO_CLIENT`` (this client id) and ``TTL``
         (``timeout`` in ms). A responder answers with
@@ -491,9 +499,15 @@ class Producer:
         client. Fails with RequestTimeoutError when no reply arrives within ``timeout``
         seconds, or with the send's error.
         """
-        return Deferred.fromCoroutine(self._request(msg, timeout))
+        return Deferred.fromCoroutine(self._request(msg, timeout, selector, arg))
 
-    async def _request(self, msg: Message, timeout: float) -> MessageExt:
+    async def _request(
+        self,
+        msg: Message,
+        timeout: float,
+        selector: IMessageQueueSelector | MessageQueue | None,
+        arg: Any,
+    ) -> MessageExt:
         inst = self.instance
         begin = self.clock.seconds()
         correlation_id = create_correlation_id()
@@ -509,7 +523,7 @@ class Producer:
             raise RequestTimeoutError(f"request to {msg.topic} timed out before it was sent")
         waiter = inst.replies.add(correlation_id, left, msg.topic)
         try:
-            await self.send(msg, timeout=left)
+            await self.send(msg, selector, arg, timeout=left)
         except RMQError as e:
             inst.replies.fail(
                 correlation_id, MQClientError(f"send request message to <{msg.topic}> fail: {e}")

@@ -21,6 +21,7 @@ from rmq.client import (
     Producer,
     PushConsumer,
     RequestTimeoutError,
+    SelectMessageQueueByHash,
     SendStatus,
     create_reply_message,
     new_message,
@@ -106,8 +107,13 @@ class RequestReplyTests(TestCase):
         self.assertIn("PUSH_REPLY_TIME", r1.properties)
         self.assertEqual({m.body for m in served}, {b"ping-1", b"ping-2"})
         self.assertEqual(len(requester.instance.replies), 0)
+        # A request to a chosen queue (Java's request(msg, selector, arg, timeout)).
+        ordered = await requester.request(
+            new_message("RQ", b"ping-3"), 15.0, SelectMessageQueueByHash(), "key"
+        )
+        self.assertEqual(ordered.body, b"re:ping-3")
         # The broker kept the replies in the reply topic (storeReplyMessageEnable).
-        await wait_for(lambda: cluster.store.get_max_offset_in_queue(REPLY_TOPIC, 0) >= 2)
+        await wait_for(lambda: cluster.store.get_max_offset_in_queue(REPLY_TOPIC, 0) >= 3)
 
     async def test_request_times_out_without_responder(self) -> None:
         """Nobody answers: RequestTimeoutError after the timeout, and no waiter left behind."""
