@@ -1208,9 +1208,11 @@ class FileMessageStore:
                 self._group_commit()
             return r
 
-        d = self._run(
-            _write_deleted_sync, os.path.join(self.root, DELETED_QUEUES_FILE), data, self._cq_root
-        )
+        args = (os.path.join(self.root, DELETED_QUEUES_FILE), data, self._cq_root)
+        if self._pool is None and self._run_blocking is None:  # not started: no thread pool
+            d: Deferred[Any] = maybeDeferred(_write_deleted_sync, *args)
+        else:
+            d = self._run(_write_deleted_sync, *args)
         return d.addBoth(done).addCallback(lambda _: result)
 
     def _load_deleted(self) -> None:
