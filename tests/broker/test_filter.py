@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from rmq.broker.clients import build_subscription
 from rmq.broker.config import BrokerConfig
@@ -21,6 +23,7 @@ from rmq.common import fastjson
 from rmq.common.message import decode_messages
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request
+from rmq.remoting.interfaces import IRequestProcessor
 from rmq.store.interfaces import GetMessageResult, GetMessageStatus
 from rmq.store.memory import MemoryMessageStore
 from tests.broker.support import FakeConnection, FakeNameServerClient
@@ -363,6 +366,31 @@ class BrokerFilterTests(SynchronousTestCase):
             self.answer(pull(0, sys_flag=0, sub_version=7)).code,
             ResponseCode.FILTER_DATA_NOT_LATEST,
         )
+
+    def test_filter_table_persisted_and_reloaded(self) -> None:
+        """A heartbeat's SQL92 subscription is written to config/consumerFilter.json and a new
+        broker on the same directory loads it."""
+        self.build(enabled=True)
+        hb = new_request(RequestCode.HEART_BEAT, None, heartbeat("G", [sql_sub("T", "n < 2", 5)]))
+        self.answer(hb)
+        self.successResultOf(self.broker.persister.when_idle())
+        path = os.path.join(self.broker.config.config_dir, "consumerFilter.json")
+        with open(path, "rb") as f:
+            saved = fastjson.loads(f.read())
+        self.assertEqual(
+            saved["filterDataByTopic"]["T"]["groupFilterData"]["G"]["expression"], "n < 2"
+        )
+        again = build_broker(self.broker.config, self.clock, self.store, FakeNameServerClient())
+        self.assertTrue(again.persister.load(again.filters))
+        loaded = again.filters.get("T", "G")
+        assert loaded is not None
+        self.assertEqual(loaded.client_version, 5)
+
+    def test_processors_provide_the_interface(self) -> None:
+        """The CHECK_CLIENT_CONFIG processor is an IRequestProcessor."""
+        self.build(enabled=True)
+        processor = self.broker.dispatcher.processor_for(RequestCode.CHECK_CLIENT_CONFIG)
+        self.assertTrue(verifyObject(IRequestProcessor, processor))
 
     def test_heartbeat_with_invalid_expression(self) -> None:
         """A heartbeat SQL92 expression that does not compile leaves no data: pulls get 27."""

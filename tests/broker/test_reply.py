@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from rmq.broker.config import BrokerConfig
 from rmq.broker.service import build_broker
@@ -30,6 +31,7 @@ from rmq.common.message import (
 )
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request, new_response
+from rmq.remoting.interfaces import IRequestProcessor
 from rmq.store.memory import MemoryMessageStore
 from tests.broker.support import FakeConnection, FakeNameServerClient
 
@@ -168,6 +170,14 @@ class ReplyProcessorTests(SynchronousTestCase):
         self.register_requester(FakeConnection("127.0.0.1:50001"))
         self.assertEqual(self.send(reply_request(self.props())).code, ResponseCode.SUCCESS)
         self.assertEqual(self.store.get_max_offset_in_queue(REPLY_TOPIC, 0), 0)
+
+    def test_processor_provides_the_interface(self) -> None:
+        """The reply processor is an IRequestProcessor registered for 324 and 325."""
+        self.build()
+        for code in (RequestCode.SEND_REPLY_MESSAGE, RequestCode.SEND_REPLY_MESSAGE_V2):
+            processor = self.broker.dispatcher.processor_for(code)
+            self.assertIs(processor, self.broker.reply)
+        self.assertTrue(verifyObject(IRequestProcessor, self.broker.reply))
 
     def test_reply_topic_exists_at_start(self) -> None:
         """``<cluster>_REPLY_TOPIC`` is created with the broker, like Java."""
