@@ -15,13 +15,14 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from rmq.broker.config import configs_from_properties
-from rmq.broker.tap import make_broker_service
+from rmq.broker.service import BrokerService
+from rmq.broker.tap import make_broker_service, stop_process_on_start_failure
 from rmq.common.asyncutil import deferred_api, global_reactor
 from rmq.common.config import read_properties_file
 from rmq.namesrv.config import NamesrvConfig
 from rmq.namesrv.service import add_namesrv_service
 
-__all__ = ["Options", "makeService", "build_standalone_service"]
+__all__ = ["Options", "makeService", "build_standalone_service", "standalone_broker"]
 
 
 class Options(usage.Options):
@@ -109,6 +110,18 @@ def build_standalone_service(reactor: object, options: Options) -> MultiService:
     return top
 
 
+def standalone_broker(top: MultiService) -> BrokerService:
+    """The broker of a tree built by :func:`build_standalone_service`."""
+    return next(s for s in top if isinstance(s, BrokerService))
+
+
 def makeService(options: Options) -> IService:
-    """The standalone service for twistd."""
-    return build_standalone_service(global_reactor(), options)
+    """The standalone service for twistd.
+
+    A broker that fails to start stops the process (NameServer included) with exit status 1,
+    as for ``twistd rmq-broker``.
+    """
+    reactor = global_reactor()
+    top = build_standalone_service(reactor, options)
+    stop_process_on_start_failure(reactor, standalone_broker(top))
+    return top

@@ -156,7 +156,11 @@ async def _start(
         try:
             await service.when_started()
         except BaseException:
-            await service.stopService()
+            # Undo what the start got through; the start's error is what the caller gets.
+            try:
+                await service.stopService()
+            except Exception:
+                _log.failure("Stopping the broker after its failed start failed")
             raise
     except BaseException:
         await namesrv.stopService()

@@ -265,6 +265,9 @@ class BrokerService(MultiService):
         #: Called with the Failure when the start fails (twistd: stop the process).
         self.on_start_failure: Callable[[Failure], None] | None = None
         self._start_attempt: Deferred[None] | None = None
+        # What the last start got through, so a stop after a failed start undoes only that.
+        self._store_started = False
+        self._started_components: list[Any] = []
         self._close_client = close_client
         self._flushed_offsets = -1
         #: Awaited before the first registration (standalone: the NameServer is listening).
@@ -389,11 +392,13 @@ class BrokerService(MultiService):
     async def _start(self) -> None:
         b = self.broker
         await b.store.start()
+        self._store_started = True
         b.store.add_arrival_listener(b.hold.on_arrival)
         if b.stats is not None:
             b.stats.store_started(b.store.add_arrival_listener)
         for component in b.components:
             await component.start()
+            self._started_components.append(component)
         self.port = await self.endpoint.listen(self.factory)
         if b.identity.listen_port == 0:
             b.identity.listen_port = int(getattr(self.port.getHost(), "port", 0))
@@ -436,14 +441,20 @@ class BrokerService(MultiService):
             conn.close()
         if closing:
             await DeferredList(closing, consumeErrors=True)
-        b.store.remove_arrival_listener(b.hold.on_arrival)
-        for component in reversed(b.components):
+        store_started, self._store_started = self._store_started, False
+        if store_started:
+            b.store.remove_arrival_listener(b.hold.on_arrival)
+        started, self._started_components = self._started_components, []
+        for component in reversed(started):
             await component.stop()
-        for table in (b.offsets, b.topics, b.groups, *b.tables):
-            b.persister.request(table)
-        await b.persister.when_idle()
-        if getattr(b.store, "running", True):
-            await b.store.stop()
+        if store_started or getattr(b.store, "running", False) is True:
+            # Only a broker whose store started owns the directory: one that failed on the
+            # store lock must not write its stale tables over the running broker's.
+            for table in (b.offsets, b.topics, b.groups, *b.tables):
+                b.persister.request(table)
+            await b.persister.when_idle()
+            if getattr(b.store, "running", True):
+                await b.store.stop()
         if self._close_client is not None:
             await self._close_client()
         self.log.info("Broker {name} stopped", name=b.identity.broker_name)

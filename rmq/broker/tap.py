@@ -7,12 +7,18 @@ NameServers and the broker service tree on the global reactor.
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import ReactorNotRunning
+from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from rmq.broker.config import BrokerConfig, load_broker_config
 from rmq.broker.persist import thread_writer
@@ -22,7 +28,19 @@ from rmq.remoting.client import tcp_endpoint_factory
 from rmq.store.config import MessageStoreConfig
 from rmq.store.filestore import FileMessageStore
 
-__all__ = ["Options", "makeService", "make_broker_service"]
+__all__ = [
+    "Options",
+    "makeService",
+    "make_broker_service",
+    "stop_process_on_start_failure",
+    "exit_status_at_exit",
+    "START_FAILURE_EXIT_STATUS",
+]
+
+_log = Logger(namespace="rmq.broker.tap")
+
+#: Exit status of a twistd process whose broker failed to start.
+START_FAILURE_EXIT_STATUS = 1
 
 
 class Options(usage.Options):
@@ -75,8 +93,61 @@ def make_broker_service(
     )
 
 
+def exit_status_at_exit(status: int) -> None:
+    """Make the interpreter exit with ``status`` once twistd has finished.
+
+    twistd cannot be told an exit status: after the reactor stops it removes its pid file,
+    stops logging and returns, and the process exits 0. An ``atexit`` handler runs after all
+    that; it flushes stdout/stderr and ends the process with ``os._exit(status)`` (so exit
+    handlers registered before it are skipped).
+    """
+    atexit.register(_exit_now, status)
+
+
+def _exit_now(status: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def _stop_reactor(reactor: Any) -> None:
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass  # already shutting down (a signal arrived first)
+
+
+def stop_process_on_start_failure(
+    reactor: Any,
+    service: BrokerService,
+    set_exit_status: Callable[[int], None] | None = None,
+) -> None:
+    """When ``service`` fails to start: log why, stop ``reactor``, exit with status 1.
+
+    For twistd processes (rmq-broker, rmq-standalone). Stopping the reactor stops the whole
+    service tree, so an rmq-standalone NameServer does not stay up without its broker. The
+    reactor is stopped as soon as it runs: a store that fails synchronously (a locked
+    directory) fails inside ``startService``, before twistd starts the reactor.
+    ``set_exit_status`` (default :func:`exit_status_at_exit`, looked up at failure time) is
+    called with :data:`START_FAILURE_EXIT_STATUS`.
+    """
+
+    def failed(failure: Failure) -> None:
+        status = START_FAILURE_EXIT_STATUS
+        _log.critical(
+            "Broker {name} could not start: {reason}. Stopping the process (exit status {status}).",
+            name=service.broker.config.broker_name,
+            reason=f"{type(failure.value).__name__}: {failure.getErrorMessage()}",
+            status=status,
+        )
+        (set_exit_status if set_exit_status is not None else exit_status_at_exit)(status)
+        reactor.callWhenRunning(_stop_reactor, reactor)
+
+    service.on_start_failure = failed
+
+
 def makeService(options: Options) -> IService:
-    """The broker service for twistd (a failed start stops the process)."""
+    """The broker service for twistd (a failed start stops the process, exit status 1)."""
     reactor = global_reactor()
     service = make_broker_service(
         reactor,
@@ -84,5 +155,5 @@ def makeService(options: Options) -> IService:
         options.store_config,
         bool(options["memory-store"]),
     )
-    service.on_start_failure = lambda _: reactor.stop()
+    stop_process_on_start_failure(reactor, service)
     return service

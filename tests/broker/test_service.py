@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -245,3 +246,47 @@ class StartFailureTests(SynchronousTestCase):
         self.assertEqual(len(hooked), 1)
         self.assertEqual(len(self.flushLoggedErrors(CannotListenError)), 1)
         self.successResultOf(svc.stopService())
+
+    def test_store_start_failure_stops_cleanly(self) -> None:
+        """A store whose start fails: when_started fails with its error and the stop undoes only
+        what started (no listener, no store stop, no config tables written over another's)."""
+        reactor = MemoryReactorClock()
+        root = self.mktemp()
+        store = FailingStartStore(reactor)
+        svc = build_broker_service(
+            BrokerConfig(store_path_root_dir=root),
+            TCP4ServerEndpoint(reactor, 10911),
+            reactor,
+            store=store,
+            namesrv_client=FakeNameServerClient(),
+        )
+        hooked: list[object] = []
+        svc.on_start_failure = hooked.append
+        svc.startService()
+        self.failureResultOf(svc.when_started(), StoreStartError)
+        self.assertEqual(len(hooked), 1)
+        self.assertEqual(len(self.flushLoggedErrors(StoreStartError)), 1)
+        self.assertEqual(reactor.tcpServers, [])
+        self.successResultOf(svc.stopService())
+        self.assertEqual(store.stops, 0)
+        self.assertFalse(os.path.exists(os.path.join(root, "config", "topics.json")))
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+
+class StoreStartError(Exception):
+    """What FailingStartStore.start fails with."""
+
+
+class FailingStartStore(MemoryMessageStore):
+    """A memory store whose start fails (as a locked or unreadable store directory does)."""
+
+    stops = 0
+
+    def start(self) -> Deferred[None]:
+        """Fail like a store that cannot open its directory."""
+        return fail(StoreStartError("store directory unusable"))
+
+    def stop(self) -> Deferred[None]:
+        """Count the stops."""
+        self.stops += 1
+        return super().stop()

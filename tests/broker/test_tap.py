@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 
+from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ReactorNotRunning
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+from rmq import standalone
+from rmq.broker import tap
 from rmq.broker.config import configs_from_properties, load_broker_config
 from rmq.broker.service import BrokerService
 from rmq.broker.tap import Options, make_broker_service
+from rmq.namesrv.service import NamesrvService
 from rmq.standalone import Options as StandaloneOptions
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -140,3 +146,86 @@ class MetricsPortTests(SynchronousTestCase):
         with self.assertRaises(UsageError) as cm:
             configs_from_properties({"metricsPort": "-1"})
         self.assertIn("metricsPort", str(cm.exception))
+
+
+def _lock_store(test: SynchronousTestCase, store_dir: str) -> None:
+    """Hold the store directory's lock as a running broker would (released at cleanup)."""
+    os.makedirs(store_dir, exist_ok=True)
+    fd = os.open(os.path.join(store_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    test.addCleanup(os.close, fd)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _run_when_running_hooks(reactor: MemoryReactorClock) -> None:
+    """What the reactor does once twistd starts it: run the callWhenRunning hooks."""
+    reactor.running = True
+    hooks, reactor.whenRunningHooks = reactor.whenRunningHooks, []
+    for f, args, kwargs in hooks:
+        f(*args, **kwargs)
+
+
+class StartFailureExitTests(SynchronousTestCase):
+    """Under twistd a broker that cannot start stops the process (exit status 1)."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.statuses: list[int] = []
+        self.patch(tap, "exit_status_at_exit", self.statuses.append)
+        self.patch(tap, "global_reactor", lambda: self.reactor)
+        self.patch(standalone, "global_reactor", lambda: self.reactor)
+
+    def test_standalone_stops_with_its_nameserver(self) -> None:
+        """rmq-standalone whose store is locked logs why, stops the reactor once it runs, sets
+        exit status 1, and the reactor's shutdown stops the NameServer too."""
+        data = self.mktemp()
+        _lock_store(self, os.path.join(data, "store"))
+        options = StandaloneOptions()
+        options.parseOptions(["--data", data, "--namesrv-port", "0", "--broker-port", "0"])
+        top = standalone.makeService(options)
+        assert isinstance(top, MultiService)
+        with capturedLogs() as events:
+            top.startService()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertFalse(self.reactor.hasStopped)  # twistd has not started the reactor yet
+        _run_when_running_hooks(self.reactor)
+        self.assertTrue(self.reactor.hasStopped)
+        self.assertEqual(self.statuses, [tap.START_FAILURE_EXIT_STATUS])
+        (critical,) = [e for e in events if e.get("log_namespace") == "rmq.broker.tap"]
+        self.assertIn("locked by another process", formatEvent(critical))
+        self.assertIn("exit status 1", formatEvent(critical))
+        namesrv = next(s for s in top if isinstance(s, NamesrvService))
+        self.assertIsNotNone(namesrv.listener.port)
+        self.successResultOf(top.stopService())  # what the reactor's shutdown does
+        self.assertIsNone(namesrv.listener.port)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_broker_failing_while_reactor_runs(self) -> None:
+        """rmq-broker whose store fails after the reactor started stops it at once."""
+        root = self.mktemp()
+        _lock_store(self, root)
+        options = Options()
+        options.parseOptions(["-p", "0", "-s", root, "-n", "127.0.0.1:1"])
+        service = tap.makeService(options)
+        self.reactor.running = True
+        service.startService()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(self.reactor.hasStopped)
+        self.assertEqual(self.statuses, [1])
+        self.successResultOf(service.stopService())
+
+    def test_stop_tolerates_a_stopping_reactor(self) -> None:
+        """A reactor already shutting down (a signal came first) is left to finish."""
+
+        def stopping() -> None:
+            raise ReactorNotRunning()
+
+        self.reactor.running = True
+        self.reactor.stop = stopping  # type: ignore[method-assign]
+        service = make_broker_service(
+            self.reactor,
+            *configs_from_properties({"listenPort": "0", "storePathRootDir": self.mktemp()}),
+        )
+        tap.stop_process_on_start_failure(self.reactor, service, self.statuses.append)
+        assert service.on_start_failure is not None
+        service.on_start_failure(Failure(RuntimeError("boom")))
+        self.assertEqual(self.statuses, [1])
