@@ -621,13 +621,16 @@ class Selector:
 
     def evaluate(self, properties: Mapping[str, str]) -> Value:
         """TRUE, FALSE or None (unknown); raises EvaluationError (Java's RuntimeException)."""
-        return self._evaluate(properties)
+        try:
+            return self._evaluate(properties)
+        except RecursionError as e:  # an expression nested deeper than the stack allows
+            raise EvaluationError("expression nested too deeply to evaluate") from e
 
     def matches(self, properties: Mapping[str, str]) -> bool:
         """True only when the expression is TRUE for these properties (errors do not match)."""
         try:
             return self._evaluate(properties) is True
-        except EvaluationError:
+        except (EvaluationError, RecursionError):
             return False
 
 

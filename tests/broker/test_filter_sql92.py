@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from rmq.broker.selector import (
@@ -199,3 +201,39 @@ class GrammarTests(SynchronousTestCase):
     def test_compiled_once(self) -> None:
         """The same text returns the same compiled selector (cache)."""
         self.assertIs(compile_selector("a > 5"), compile_selector("a > 5"))
+
+
+class PropertyTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(max_size=60))
+    def test_any_text_compiles_or_is_refused(self, text: str) -> None:
+        """Arbitrary text (a client's expression) never raises anything but SelectorParseError."""
+        try:
+            selector = compile_selector(text)
+        except SelectorParseError:
+            return
+        selector.matches({"a": "1", "TAGS": "x"})
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.integers(min_value=-(2**31), max_value=2**31 - 1),
+        st.integers(min_value=0, max_value=2**31 - 1),
+    )
+    def test_integer_comparisons_agree_with_python(self, value: int, literal: int) -> None:
+        """``a <op> N`` on an integer property agrees with integer arithmetic."""
+        props = {"a": str(value)}
+        self.assertIs(compile_selector(f"a > {literal}").matches(props), value > literal)
+        self.assertIs(compile_selector(f"a <= {literal}").matches(props), value <= literal)
+        self.assertIs(compile_selector(f"a = {literal}").matches(props), value == literal)
+        self.assertIs(compile_selector(f"a <> -{literal}").matches(props), value != -literal)
+
+    def test_deep_nesting_is_refused_not_crashing(self) -> None:
+        """Pathologically nested input is refused, or evaluates without escaping errors."""
+        with self.assertRaises(SelectorParseError):
+            compile_selector("(" * 5000 + "a > 1" + ")" * 5000)
+        for depth in (100, 500, 900):
+            try:
+                selector = compile_selector("NOT " * depth + "(a > 1)")
+            except SelectorParseError:
+                continue
+            self.assertIn(selector.matches({"a": "2"}), (True, False))
