@@ -31,6 +31,7 @@ from rmq.client.config import (
     resolve_namesrv_addr,
     split_namesrv_addr,
 )
+from rmq.client.interfaces import IOffsetStore
 from rmq.client.message_queue import MessageQueue
 from rmq.client.nsaddr import NamesrvAddressFetcher
 from rmq.client.reply import RequestFutureTable, reply_from_push
@@ -67,6 +68,8 @@ class ConsumerMember(Protocol):
     """What the instance needs from a consumer."""
 
     group: str
+    #: Its offsets (None before start); GET_CONSUMER_STATUS_FROM_CLIENT reads the table.
+    offset_store: IOffsetStore | None
 
     def topics(self) -> set[str]: ...
 
@@ -464,8 +467,8 @@ class MQClientInstance:
 
     def process_request(self, connection: Any, request: RemotingCommand) -> Any:
         """Answer NOTIFY_CONSUMER_IDS_CHANGED, RESET_CONSUMER_CLIENT_OFFSET,
-        GET_CONSUMER_RUNNING_INFO, CONSUME_MESSAGE_DIRECTLY, CHECK_TRANSACTION_STATE,
-        PUSH_REPLY_MESSAGE_TO_CLIENT."""
+        GET_CONSUMER_STATUS_FROM_CLIENT, GET_CONSUMER_RUNNING_INFO, CONSUME_MESSAGE_DIRECTLY,
+        CHECK_TRANSACTION_STATE, PUSH_REPLY_MESSAGE_TO_CLIENT."""
         code = request.code
         if code == RequestCode.NOTIFY_CONSUMER_IDS_CHANGED:
             self.log.info(
@@ -475,6 +478,8 @@ class MQClientInstance:
             return None
         if code == RequestCode.RESET_CONSUMER_CLIENT_OFFSET:
             return self._reset_offset(request)
+        if code == RequestCode.GET_CONSUMER_STATUS_FROM_CLIENT:
+            return self._consumer_status(request)
         if code == RequestCode.GET_CONSUMER_RUNNING_INFO:
             group = request.ext_str("consumerGroup")
             consumer = self.consumers.get(group)
@@ -505,6 +510,33 @@ class MQClientInstance:
             return new_response(request, ResponseCode.SYSTEM_ERROR, "process reply message fail")
         self.replies.on_reply(msg)
         return new_response(request)
+
+    def consumer_status(self, topic: str, group: str) -> dict[MessageQueue, int]:
+        """The in-memory offsets ``group``'s consumer holds for ``topic`` (every topic when
+        ``topic`` is blank); empty for a group this client does not run (Java
+        ``MQClientInstance.getConsumerStatus``, ``OffsetStore.cloneOffsetTable``)."""
+        consumer = self.consumers.get(group)
+        store = consumer.offset_store if consumer is not None else None
+        if store is None:
+            return {}
+        topic = topic.strip()
+        return {mq: off for mq, off in store.offsets().items() if not topic or mq.topic == topic}
+
+    def _consumer_status(self, request: RemotingCommand) -> RemotingCommand:
+        """GET_CONSUMER_STATUS_FROM_CLIENT (221): a GetConsumerStatusBody whose
+        ``messageQueueTable`` maps each MessageQueue object to its offset (Java
+        ``ClientRemotingProcessor.getConsumeStatus``; ``consumerTable`` stays empty)."""
+        table = self.consumer_status(request.ext_str("topic"), request.ext_str("group"))
+        body = {
+            "consumerTable": {},
+            "messageQueueTable": {
+                fastjson.ObjectKey.of(
+                    brokerName=mq.broker_name, queueId=mq.queue_id, topic=mq.topic
+                ): off
+                for mq, off in sorted(table.items())
+            },
+        }
+        return new_response(request, body=fastjson.dumps(body))
 
     def _reset_offset(self, request: RemotingCommand) -> Any:
         topic = request.ext_str("topic")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from rmq.admin.cli import run
@@ -136,12 +137,18 @@ class OpsCliTests(TestCase):
         self.assertIn("not an offset message id", bad.err)
 
     async def test_get_consumer_status(self) -> None:
-        """getConsumerStatus reaches the live consumers through the broker (rmq's client does
-        not answer 221, so no rows); an offline group is Java's error."""
+        """getConsumerStatus reaches the live consumers through the broker and lists the
+        offset each holds per queue (rmq's client answers 221); an offline group is Java's
+        error."""
         cluster = await self.start()
         await self.topic("TopicCs", 1)
+        consumed: list[MessageExt] = []
+        both: Deferred[None] = Deferred()
 
         def listener(msgs: list[MessageExt]) -> ConsumeResult:
+            consumed.extend(msgs)
+            if len(consumed) == 2:
+                self.reactor.callLater(0, both.callback, None)  # once offsets moved
             return CONSUME_SUCCESS
 
         offline = await self.admin("getConsumerStatus", "-g", "CG_CS", "-t", "TopicCs")
@@ -151,9 +158,14 @@ class OpsCliTests(TestCase):
         consumer.subscribe("TopicCs", "*")
         await consumer.start()
         self.addCleanup(consumer.shutdown)
+        await self.produce("TopicCs", 2)
+        await both.addTimeout(30, self.reactor)
         out = await self.ok("getConsumerStatus", "-g", "CG_CS", "-t", "TopicCs")
+        first, header, *rows = out.splitlines()
         self.assertEqual(
-            out.splitlines()[0],
-            "get consumer status from client. group=CG_CS, topic=TopicCs, originClientId=",
+            first, "get consumer status from client. group=CG_CS, topic=TopicCs, originClientId="
         )
-        self.assertTrue(out.splitlines()[1].startswith("#clientId"))
+        self.assertTrue(header.startswith("#clientId"))
+        self.assertEqual(
+            [r.split() for r in rows], [[consumer.instance.client_id, "broker-a", "0", "2"]]
+        )

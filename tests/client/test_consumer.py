@@ -25,10 +25,11 @@ from rmq.client import (
 )
 from rmq.client.interfaces import IOffsetStore
 from rmq.client.offsets import LocalFileOffsetStore
+from rmq.common import fastjson
 from rmq.common.message import RETRY_TOPIC, BrokerMessage, Message
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import new_request
-from tests.client.fakes import NAMESRV, FakeCluster
+from tests.client.fakes import NAMESRV, FakeCluster, FakeRemoting
 
 
 def tq(c: PushConsumer | PullConsumer) -> list[MessageQueue]:
@@ -344,6 +345,41 @@ class PushConsumerTests(_Base):
         self.assertIsNone(c.instance.process_request(None, req))
         self.assertEqual(len(self.got["c1"]), 5)
         self.assertEqual([m.queue_offset for m in self.got["c1"][3:]], [1, 2])
+
+    def test_consumer_status_from_client(self) -> None:
+        """GET_CONSUMER_STATUS_FROM_CLIENT (221) from a broker is answered with the group's
+        in-memory offsets of the asked topic as Java's GetConsumerStatusBody (MessageQueue
+        object keys); a group this client does not run gets an empty table."""
+        c = self.consumer("c1")
+        self.successResultOf(c.start())
+        self.send(8)
+        remoting = c.instance.remoting
+        assert isinstance(remoting, FakeRemoting)
+        ask = new_request(
+            RequestCode.GET_CONSUMER_STATUS_FROM_CLIENT,
+            {"topic": "T", "group": "CG", "clientAddr": c.instance.client_id},
+        )
+        before = len(remoting.replies)
+        remoting.peer_request(ask)
+        (resp,) = remoting.replies[before:]
+        self.assertEqual((resp.code, resp.opaque, resp.is_response), (0, ask.opaque, True))
+        self.assertTrue(
+            resp.body.startswith(
+                b'{"consumerTable":{},"messageQueueTable":'
+                b'{{"brokerName":"broker-a","queueId":0,"topic":"T"}:2,'
+            ),
+            resp.body,
+        )
+        table = fastjson.loads(resp.body)["messageQueueTable"]
+        got = {MessageQueue.from_json_obj(k.as_dict()): v for k, v in table.items()}
+        self.assertEqual(got, {MessageQueue("T", "broker-a", q): 2 for q in range(4)})
+        other = new_request(
+            RequestCode.GET_CONSUMER_STATUS_FROM_CLIENT, {"topic": "T", "group": "X"}
+        )
+        remoting.peer_request(other)
+        answer = remoting.replies[-1]
+        self.assertEqual(answer.code, 0)
+        self.assertEqual(fastjson.loads(answer.body)["messageQueueTable"], {})
 
     def test_rebalance_every_20s_and_new_queues(self) -> None:
         """Raising the queue count is picked up by the route refresh and the next rebalance."""
