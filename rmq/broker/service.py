@@ -19,7 +19,14 @@ from typing import Any
 import attrs
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    fail,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.interfaces import (
     IListeningPort,
     IReactorTime,
@@ -368,14 +375,23 @@ class BrokerService(MultiService):
             d.callback(None)
 
     def _start_failed(self, failure: Failure) -> None:
-        self.log.failure(
-            "Broker {name} failed to start", failure, name=self.broker.config.broker_name
-        )
+        # A stop during the start cancels it: that is no failure to report (nor a reason
+        # for twistd to exit 1).
+        stopped = failure.check(CancelledError) is not None and not self.running
+        if stopped:
+            self.log.info(
+                "Broker {name} stopped before its start finished",
+                name=self.broker.config.broker_name,
+            )
+        else:
+            self.log.failure(
+                "Broker {name} failed to start", failure, name=self.broker.config.broker_name
+            )
         self._start_outcome = [failure]
         waiters, self._start_waiters = self._start_waiters, []
         for d in waiters:
             d.errback(failure)
-        if self.on_start_failure is not None:
+        if self.on_start_failure is not None and not stopped:
             self.on_start_failure(failure)
 
     def when_started(self) -> Deferred[None]:

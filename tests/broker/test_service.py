@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -290,3 +290,50 @@ class FailingStartStore(MemoryMessageStore):
         """Count the stops."""
         self.stops += 1
         return super().stop()
+
+
+class PendingStart:
+    """A component whose start never finishes by itself."""
+
+    def __init__(self) -> None:
+        self.starting: Deferred[None] = Deferred()
+        self.stops = 0
+
+    def start(self) -> Deferred[None]:
+        """Start pending until the test fires ``starting``."""
+        return self.starting
+
+    def stop(self) -> Deferred[None]:
+        """Count the stops."""
+        self.stops += 1
+        return succeed(None)
+
+
+class StopDuringStartTests(SynchronousTestCase):
+    def test_stop_during_start_is_not_a_start_failure(self) -> None:
+        """A stop that cuts the start short (a component still starting) fails when_started
+        with CancelledError but logs no failure and does not call the failure hook (twistd
+        must not exit 1 for a Ctrl-C during start-up)."""
+        reactor = MemoryReactorClock()
+        store = MemoryMessageStore(reactor)
+        svc = build_broker_service(
+            BrokerConfig(store_path_root_dir=self.mktemp()),
+            TCP4ServerEndpoint(reactor, 10911),
+            reactor,
+            store=store,
+            namesrv_client=FakeNameServerClient(),
+        )
+        pending = PendingStart()
+        svc.broker.components.append(pending)
+        hooked: list[object] = []
+        svc.on_start_failure = hooked.append
+        svc.startService()
+        started = svc.when_started()
+        self.assertTrue(store.running)
+        self.successResultOf(svc.stopService())
+        self.failureResultOf(started, CancelledError)
+        self.assertEqual(hooked, [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(pending.stops, 0)  # never started
+        self.assertFalse(store.running)
+        self.assertEqual(reactor.getDelayedCalls(), [])
