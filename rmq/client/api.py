@@ -192,14 +192,14 @@ class SubscriptionData:
         tags = [t.strip() for t in expr.split("||") if t.strip()]
         return cls(topic, expr, frozenset(tags), frozenset(tags_hash(t) for t in tags), sub_version)
 
-    def matches(self, tag: str | None) -> bool:
-        """Client-side tag re-check (the broker compares hash codes only); SQL92 subscriptions
-        are filtered by the broker alone."""
-        return (
-            self.sub_string == SUB_ALL
-            or (tag is not None and tag in self.tags)
-            or self.expression_type != EXPRESSION_TAG
-        )
+    def select(self, msgs: list[MessageExt]) -> list[MessageExt]:
+        """The pulled ``msgs`` whose tag this subscription names: the client re-checks tags
+        because the broker compares hash codes only. ``msgs`` itself, with no per-message work,
+        for ``*`` and for SQL92 subscriptions (filtered by the broker alone)."""
+        if self.sub_string == SUB_ALL or self.expression_type != EXPRESSION_TAG:
+            return msgs
+        tags = self.tags
+        return [m for m in msgs if m.tags in tags]
 
     def to_json_obj(self) -> dict[str, Any]:
         """HeartbeatData's form, keys in Java's order."""

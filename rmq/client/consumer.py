@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from twisted.internet.defer import (
     CancelledError,
@@ -35,8 +35,7 @@ from rmq.client.api import (
     SubscriptionData,
     TopicRoute,
 )
-from rmq.client.config import ClientConfig
-from rmq.client.instance import MQClientInstance, RemotingFactory, get_instance
+from rmq.client.instance import ClientMember, MQClientInstance, RemotingFactory
 from rmq.client.interfaces import IAllocateStrategy, IOffsetStore
 from rmq.client.message_queue import MessageQueue
 from rmq.client.offsets import (
@@ -46,7 +45,7 @@ from rmq.client.offsets import (
     default_offset_dir,
     run_inline,
 )
-from rmq.common.asyncutil import deferred_api, global_reactor, log_failure, now_ms
+from rmq.common.asyncutil import deferred_api, log_failure, now_ms
 from rmq.common.errors import MQClientError, RMQError
 from rmq.common.message import (
     DELAY,
@@ -112,7 +111,6 @@ class ProcessQueue:
         self.consuming = False
         self.next_offset = 0
         self.waiting: Deferred[Any] | None = None
-        self.suspended_until = 0.0
 
     def put(self, msgs: Sequence[MessageExt]) -> list[MessageExt]:
         """Add pulled messages; fire with those that were new."""
@@ -147,45 +145,69 @@ class ProcessQueue:
             w.cancel()
 
 
-class _ConsumerBase:
+class ConsumerOptions(TypedDict, total=False):
+    """The keyword arguments every consumer takes (defaults: :class:`_ConsumerBase`)."""
+
+    message_model: MessageModel
+    consume_from_where: ConsumeFromWhere
+    consume_timestamp_ms: int | None
+    allocate_strategy: IAllocateStrategy | None
+    instance_name: str
+    client_ip: str | None
+    properties: dict[str, str] | None
+    pull_batch_size: int
+    pull_threshold_for_queue: int
+    pull_threshold_size_for_queue_mib: int
+    offset_store_dir: str | None
+    blocking: BlockingRunner | None
+    remoting_factory: RemotingFactory | None
+    rebalance_interval: float
+    poll_name_server_interval: float
+
+
+class _ConsumerBase(ClientMember):
     """Subscriptions, rebalance, pull loops and offsets shared by both consumers."""
 
     log = Logger()
+    role = "consumer"
     consume_type = "CONSUME_PASSIVELY"
     subscribe_retry = True
 
     def __init__(
         self,
         group: str,
-        namesrv_addr: str | None,
-        clock: IReactorTime | None,
+        namesrv_addr: str | None = None,
+        clock: IReactorTime | None = None,
         *,
-        message_model: MessageModel,
-        consume_from_where: ConsumeFromWhere,
-        consume_timestamp_ms: int | None,
-        allocate_strategy: IAllocateStrategy | None,
-        instance_name: str,
-        client_ip: str | None,
-        properties: dict[str, str] | None,
-        pull_batch_size: int,
-        pull_threshold_for_queue: int,
-        pull_threshold_size_for_queue_mib: int,
-        offset_store_dir: str | None,
-        blocking: BlockingRunner | None,
-        remoting_factory: RemotingFactory | None,
-        rebalance_interval: float,
-        poll_name_server_interval: float,
+        message_model: MessageModel = MessageModel.CLUSTERING,
+        consume_from_where: ConsumeFromWhere = ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET,
+        consume_timestamp_ms: int | None = None,
+        allocate_strategy: IAllocateStrategy | None = None,
+        instance_name: str = "DEFAULT",
+        client_ip: str | None = None,
+        properties: dict[str, str] | None = None,
+        pull_batch_size: int = PULL_BATCH_SIZE,
+        pull_threshold_for_queue: int = 1000,
+        pull_threshold_size_for_queue_mib: int = 100,
+        offset_store_dir: str | None = None,
+        blocking: BlockingRunner | None = None,
+        remoting_factory: RemotingFactory | None = None,
+        rebalance_interval: float = 20.0,
+        poll_name_server_interval: float = 30.0,
     ) -> None:
-        self.group = group
-        self.clock: IReactorTime = clock if clock is not None else global_reactor()
-        self.config = ClientConfig(
-            namesrv_addr=namesrv_addr,
-            properties=dict(properties or {}),
+        super().__init__(
+            group,
+            namesrv_addr,
+            clock,
             instance_name=instance_name,
             client_ip=client_ip,
+            properties=properties,
+            remoting_factory=remoting_factory,
             rebalance_interval=rebalance_interval,
             poll_name_server_interval=poll_name_server_interval,
         )
+        #: ``%RETRY%<group>``: where this group's failed messages come back from.
+        self.retry_topic = RETRY_GROUP_TOPIC_PREFIX + group
         self.message_model = message_model
         self.consume_from_where = consume_from_where
         self.consume_timestamp_ms = consume_timestamp_ms
@@ -199,13 +221,10 @@ class _ConsumerBase:
             "rocketmq.client.localOffsetStoreDir", default_offset_dir()
         )
         self._blocking = blocking
-        self._remoting_factory = remoting_factory
-        self.rebalance_interval = rebalance_interval
         self.subscriptions: dict[str, SubscriptionData] = {}
         self.process_queues: dict[MessageQueue, ProcessQueue] = {}
         self.topic_queues: dict[str, list[MessageQueue]] = {}
         self.offset_store: IOffsetStore | None = None
-        self._instance: MQClientInstance | None = None
         self._timers: set[IDelayedCall] = set()
         self._loops: set[Deferred[None]] = set()
         self._rebalancing: Deferred[None] | None = None
@@ -242,18 +261,6 @@ class _ConsumerBase:
         """Stop consuming ``topic`` (its queues are released at the next rebalance)."""
         self.subscriptions.pop(topic, None)
 
-    @property
-    def instance(self) -> MQClientInstance:
-        """The client instance (after start)."""
-        if self._instance is None:
-            raise MQClientError("The consumer service state not OK, call start() first")
-        return self._instance
-
-    @property
-    def client_id(self) -> str:
-        """This consumer's client id."""
-        return self.instance.client_id
-
     def assigned_queues(self) -> list[MessageQueue]:
         """Queues this consumer currently pulls, sorted."""
         return sorted(mq for mq, pq in self.process_queues.items() if not pq.dropped)
@@ -264,18 +271,11 @@ class _ConsumerBase:
         if self._instance is not None:
             return
         if self.message_model is MessageModel.CLUSTERING and self.subscribe_retry:
-            retry = RETRY_GROUP_TOPIC_PREFIX + self.group
+            retry = self.retry_topic
             self.subscriptions.setdefault(
                 retry, SubscriptionData.build(retry, "*", now_ms(self.clock))
             )
-        inst = get_instance(self.config, self.clock, self._remoting_factory)
-        inst.register_consumer(self)
-        try:
-            await inst.start()
-        except BaseException:
-            inst.consumers.pop(self.group, None)
-            raise
-        self._instance = inst
+        inst = self._instance = await self._join_instance()
         if self.message_model is MessageModel.BROADCASTING:
             blocking = self._blocking or _thread_runner(self.clock)
             self.offset_store = LocalFileOffsetStore(
@@ -357,6 +357,9 @@ class _ConsumerBase:
                 pass
 
     # --- instance callbacks -------------------------------------------------------------------
+
+    def _register(self, inst: MQClientInstance) -> None:
+        inst.register_consumer(self)
 
     def topics(self) -> set[str]:
         """Subscribed topics (including the retry topic)."""
@@ -667,7 +670,7 @@ class _ConsumerBase:
         next_id = result.suggest_which_broker_id
         if result.status is PullStatus.FOUND:
             pq.next_offset = result.next_begin_offset
-            msgs = [m for m in result.messages if sub.matches(m.tags)]
+            msgs = sub.select(result.messages)
             if msgs:
                 new = pq.put(msgs)
                 if new:
@@ -754,46 +757,13 @@ class PushConsumer(_ConsumerBase):
         *,
         listener: Listener | None = None,
         orderly: bool = False,
-        message_model: MessageModel = MessageModel.CLUSTERING,
-        consume_from_where: ConsumeFromWhere = ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET,
-        consume_timestamp_ms: int | None = None,
-        allocate_strategy: IAllocateStrategy | None = None,
-        instance_name: str = "DEFAULT",
-        client_ip: str | None = None,
-        properties: dict[str, str] | None = None,
         consume_batch_size: int = 1,
         consume_concurrency: int = 20,
         max_reconsume_times: int = -1,
-        pull_batch_size: int = PULL_BATCH_SIZE,
-        pull_threshold_for_queue: int = 1000,
-        pull_threshold_size_for_queue_mib: int = 100,
         suspend_current_queue_time: float = 1.0,
-        offset_store_dir: str | None = None,
-        blocking: BlockingRunner | None = None,
-        remoting_factory: RemotingFactory | None = None,
-        rebalance_interval: float = 20.0,
-        poll_name_server_interval: float = 30.0,
+        **options: Unpack[ConsumerOptions],
     ) -> None:
-        super().__init__(
-            group,
-            namesrv_addr,
-            clock,
-            message_model=message_model,
-            consume_from_where=consume_from_where,
-            consume_timestamp_ms=consume_timestamp_ms,
-            allocate_strategy=allocate_strategy,
-            instance_name=instance_name,
-            client_ip=client_ip,
-            properties=properties,
-            pull_batch_size=pull_batch_size,
-            pull_threshold_for_queue=pull_threshold_for_queue,
-            pull_threshold_size_for_queue_mib=pull_threshold_size_for_queue_mib,
-            offset_store_dir=offset_store_dir,
-            blocking=blocking,
-            remoting_factory=remoting_factory,
-            rebalance_interval=rebalance_interval,
-            poll_name_server_interval=poll_name_server_interval,
-        )
+        super().__init__(group, namesrv_addr, clock, **options)
         self.listener = listener
         self.orderly = orderly
         self.consume_batch_size = max(1, consume_batch_size)
@@ -803,7 +773,6 @@ class PushConsumer(_ConsumerBase):
         self._consuming_now = 0
         self._draining = False
         self._consume_backlog: deque[tuple[MessageQueue, ProcessQueue, list[MessageExt]]] = deque()
-        self._lock_call: IDelayedCall | None = None
 
     def register_listener(self, listener: Listener) -> None:
         """Set the message listener (before start)."""
@@ -824,30 +793,30 @@ class PushConsumer(_ConsumerBase):
 
     def _invoke_listener(self, msgs: list[MessageExt]) -> Deferred[ConsumeResult]:
         assert self.listener is not None
-        listener = self.listener
-        d: Deferred[Any] = maybeDeferred(listener, msgs)
+        d: Deferred[Any] = maybeDeferred(self.listener, msgs)
+        return d.addCallbacks(self._check_result, self._listener_failed)
 
-        def check(result: object) -> ConsumeResult:
-            if isinstance(result, ConsumeResult):
-                return result
-            if result in ("CONSUME_SUCCESS", "SUCCESS"):
-                return ConsumeResult.CONSUME_SUCCESS
-            if result is None:
-                self.log.warn("Listener returned None; counted as RECONSUME_LATER")
-            return ConsumeResult.RECONSUME_LATER
+    def _check_result(self, result: object) -> ConsumeResult:
+        """A listener's answer as a ConsumeResult (its name as a string counts too)."""
+        if isinstance(result, ConsumeResult):
+            return result
+        if result in ("CONSUME_SUCCESS", "SUCCESS"):
+            return ConsumeResult.CONSUME_SUCCESS
+        if result is None:
+            self.log.warn("Listener returned None; counted as RECONSUME_LATER")
+        return ConsumeResult.RECONSUME_LATER
 
-        def failed(f: Any) -> ConsumeResult:
-            self.log.failure("Listener of {g} raised", f, g=self.group)
-            return ConsumeResult.RECONSUME_LATER
-
-        return d.addCallbacks(check, failed)
+    def _listener_failed(self, f: Any) -> ConsumeResult:
+        self.log.failure("Listener of {g} raised", f, g=self.group)
+        return ConsumeResult.RECONSUME_LATER
 
     def _restore_retry_topic(self, msgs: Sequence[MessageExt]) -> None:
-        retry = RETRY_GROUP_TOPIC_PREFIX + self.group
+        retry = self.retry_topic
         for m in msgs:
-            real = m.properties.get(RETRY_TOPIC)
-            if real and m.topic == retry:
-                m.topic = real
+            if m.topic == retry:
+                real = m.properties.get(RETRY_TOPIC)
+                if real:
+                    m.topic = real
 
     def _on_messages(self, mq: MessageQueue, pq: ProcessQueue, msgs: list[MessageExt]) -> None:
         if self.orderly:
@@ -868,19 +837,6 @@ class PushConsumer(_ConsumerBase):
                 self._drain_backlog()
             return
         self._run_concurrent(mq, pq, batch)
-
-    def _check_result(self, result: object) -> ConsumeResult:
-        if isinstance(result, ConsumeResult):
-            return result
-        if result in ("CONSUME_SUCCESS", "SUCCESS"):
-            return ConsumeResult.CONSUME_SUCCESS
-        if result is None:
-            self.log.warn("Listener returned None; counted as RECONSUME_LATER")
-        return ConsumeResult.RECONSUME_LATER
-
-    def _listener_failed(self, f: Any) -> ConsumeResult:
-        self.log.failure("Listener of {g} raised", f, g=self.group)
-        return ConsumeResult.RECONSUME_LATER
 
     def _run_concurrent(self, mq: MessageQueue, pq: ProcessQueue, batch: list[MessageExt]) -> None:
         """Call the listener; a plain return value is handled at once (no Deferred needed)."""
@@ -932,11 +888,10 @@ class PushConsumer(_ConsumerBase):
     async def _send_back_batch(
         self, mq: MessageQueue, pq: ProcessQueue, batch: list[MessageExt]
     ) -> None:
-        failed_back = []
+        ok: list[MessageExt] = []
+        failed_back: list[MessageExt] = []
         for m in batch:
-            if not await self._send_back(m, mq):
-                failed_back.append(m)
-        ok = [m for m in batch if m not in failed_back]
+            (ok if await self._send_back(m, mq) else failed_back).append(m)
         self._consumed(mq, pq, ok)
         if failed_back:
             for m in failed_back:
@@ -985,7 +940,7 @@ class PushConsumer(_ConsumerBase):
         props[RECONSUME_TIME] = str(reconsume_time)
         props[MAX_RECONSUME_TIMES] = str(self._max_reconsume())
         props[DELAY] = str(3 + msg.reconsume_times)
-        copy = Message(RETRY_GROUP_TOPIC_PREFIX + self.group, msg.body, msg.flag, props)
+        copy = Message(self.retry_topic, msg.body, msg.flag, props)
         await self.instance.inner_producer().send(copy)
 
     # --- orderly ------------------------------------------------------------------------------
@@ -1072,16 +1027,23 @@ class PushConsumer(_ConsumerBase):
         self._locked_new = set(locked)
         return [mq for mq in mqs if mq in locked]
 
-    async def _lock(self, mqs: Sequence[MessageQueue]) -> set[MessageQueue]:
-        inst = self.instance
+    def _by_master(self, mqs: Sequence[MessageQueue]) -> list[tuple[str, str, list[MessageQueue]]]:
+        """``(broker name, master address, its queues)`` in broker-name order; queues of a
+        broker without a known master are left out (LOCK/UNLOCK_BATCH_MQ go to masters)."""
         by_broker: dict[str, list[MessageQueue]] = {}
         for mq in mqs:
             by_broker.setdefault(mq.broker_name, []).append(mq)
-        locked: set[MessageQueue] = set()
+        out = []
         for name, group_mqs in sorted(by_broker.items()):
-            addr = inst.master_addr(name)
-            if addr is None:
-                continue
+            addr = self.instance.master_addr(name)
+            if addr is not None:
+                out.append((name, addr, group_mqs))
+        return out
+
+    async def _lock(self, mqs: Sequence[MessageQueue]) -> set[MessageQueue]:
+        inst = self.instance
+        locked: set[MessageQueue] = set()
+        for name, addr, group_mqs in self._by_master(mqs):
             try:
                 locked |= await inst.api.lock_batch(addr, self.group, inst.client_id, group_mqs)
             except RMQError as e:
@@ -1092,13 +1054,7 @@ class PushConsumer(_ConsumerBase):
         if not self.orderly or self.message_model is MessageModel.BROADCASTING or not mqs:
             return
         inst = self.instance
-        by_broker: dict[str, list[MessageQueue]] = {}
-        for mq in mqs:
-            by_broker.setdefault(mq.broker_name, []).append(mq)
-        for name, group_mqs in sorted(by_broker.items()):
-            addr = inst.master_addr(name)
-            if addr is None:
-                continue
+        for name, addr, group_mqs in self._by_master(mqs):
             try:
                 await inst.api.unlock_batch(
                     addr, self.group, inst.client_id, group_mqs, oneway=not shutdown
@@ -1172,42 +1128,9 @@ class PullConsumer(_ConsumerBase):
         clock: IReactorTime | None = None,
         *,
         auto_commit: bool = True,
-        message_model: MessageModel = MessageModel.CLUSTERING,
-        consume_from_where: ConsumeFromWhere = ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET,
-        consume_timestamp_ms: int | None = None,
-        allocate_strategy: IAllocateStrategy | None = None,
-        instance_name: str = "DEFAULT",
-        client_ip: str | None = None,
-        properties: dict[str, str] | None = None,
-        pull_batch_size: int = PULL_BATCH_SIZE,
-        pull_threshold_for_queue: int = 1000,
-        pull_threshold_size_for_queue_mib: int = 100,
-        offset_store_dir: str | None = None,
-        blocking: BlockingRunner | None = None,
-        remoting_factory: RemotingFactory | None = None,
-        rebalance_interval: float = 20.0,
-        poll_name_server_interval: float = 30.0,
+        **options: Unpack[ConsumerOptions],
     ) -> None:
-        super().__init__(
-            group,
-            namesrv_addr,
-            clock,
-            message_model=message_model,
-            consume_from_where=consume_from_where,
-            consume_timestamp_ms=consume_timestamp_ms,
-            allocate_strategy=allocate_strategy,
-            instance_name=instance_name,
-            client_ip=client_ip,
-            properties=properties,
-            pull_batch_size=pull_batch_size,
-            pull_threshold_for_queue=pull_threshold_for_queue,
-            pull_threshold_size_for_queue_mib=pull_threshold_size_for_queue_mib,
-            offset_store_dir=offset_store_dir,
-            blocking=blocking,
-            remoting_factory=remoting_factory,
-            rebalance_interval=rebalance_interval,
-            poll_name_server_interval=poll_name_server_interval,
-        )
+        super().__init__(group, namesrv_addr, clock, **options)
         self.auto_commit = auto_commit
         self._assigned: list[MessageQueue] | None = None
         self._ready: list[tuple[MessageQueue, MessageExt]] = []
@@ -1223,11 +1146,6 @@ class PullConsumer(_ConsumerBase):
             )
         if self.running:
             self.rebalance().addErrback(log_failure("assign"))
-
-    @deferred_api
-    async def start(self) -> None:
-        """Start pulling the assigned or subscribed queues."""
-        await _ConsumerBase.start(self)
 
     @deferred_api
     async def fetch_queues(self, topic: str) -> list[MessageQueue]:

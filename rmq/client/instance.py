@@ -10,7 +10,7 @@ register with it by group.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -36,7 +36,7 @@ from rmq.client.message_queue import MessageQueue
 from rmq.client.nsaddr import NamesrvAddressFetcher
 from rmq.client.reply import RequestFutureTable, reply_from_push
 from rmq.common import fastjson
-from rmq.common.asyncutil import deferred_api, log_failure, logged_tick
+from rmq.common.asyncutil import deferred_api, global_reactor, log_failure, logged_tick
 from rmq.common.errors import MQBrokerError, MQClientError, RMQError
 from rmq.common.message import MessageExt, decode_message
 from rmq.remoting.codes import RequestCode, ResponseCode
@@ -579,6 +579,81 @@ class MQClientInstance:
         return None
 
 
+class InstanceSettings(TypedDict, total=False):
+    """:class:`ClientConfig` fields a producer or consumer sets from its own arguments."""
+
+    request_timeout: float
+    poll_name_server_interval: float
+    heartbeat_broker_interval: float
+    rebalance_interval: float
+
+
+class ClientMember:
+    """What producers and consumers share: a group, a clock, the client instance settings, and
+    (after start) the :class:`MQClientInstance` of their client id.
+
+    Subclasses say which table of the instance they join (:meth:`_register`).
+    """
+
+    #: "producer" or "consumer", for error messages as Java words them.
+    role = "client"
+
+    def __init__(
+        self,
+        group: str,
+        namesrv_addr: str | None,
+        clock: IReactorTime | None,
+        *,
+        instance_name: str,
+        client_ip: str | None,
+        properties: dict[str, str] | None,
+        remoting_factory: RemotingFactory | None,
+        **settings: Unpack[InstanceSettings],
+    ) -> None:
+        self.group = group
+        self.clock: IReactorTime = clock if clock is not None else global_reactor()
+        self.config = ClientConfig(
+            namesrv_addr=namesrv_addr,
+            properties=dict(properties or {}),
+            instance_name=instance_name,
+            client_ip=client_ip,
+            **settings,
+        )
+        self._remoting_factory = remoting_factory
+        self._instance: MQClientInstance | None = None
+
+    @property
+    def instance(self) -> MQClientInstance:
+        """The client instance (after start)."""
+        if self._instance is None:
+            raise MQClientError(f"The {self.role} service state not OK, call start() first")
+        return self._instance
+
+    @property
+    def client_id(self) -> str:
+        """This member's client id."""
+        return self.instance.client_id
+
+    def _register(self, inst: MQClientInstance) -> None:
+        """Add this member to ``inst``'s producers or consumers."""
+        raise NotImplementedError
+
+    async def _join_instance(self) -> MQClientInstance:
+        """Register with the instance of this config's client id and start it; a failed start
+        takes the registration back. The caller keeps the instance it returns."""
+        inst = get_instance(self.config, self.clock, self._remoting_factory)
+        self._register(inst)
+        try:
+            await inst.start()
+        except BaseException:
+            for table in (inst.producers, inst.consumers):
+                member: object = table.get(self.group)
+                if member is self:
+                    del table[self.group]
+            raise
+        return inst
+
+
 _INSTANCES: dict[str, MQClientInstance] = {}
 
 
@@ -601,6 +676,7 @@ def get_instance(
 
 
 __all__ = [
+    "ClientMember",
     "MQClientInstance",
     "get_instance",
     "SubscriptionData",

@@ -24,19 +24,18 @@ from rmq.client.api import (
     SendStatus,
     TopicRoute,
 )
-from rmq.client.config import ClientConfig
 from rmq.client.flowcontrol import InFlightLimiter
 from rmq.client.instance import (
     INNER_PRODUCER_GROUP,
+    ClientMember,
     MQClientInstance,
     RemotingFactory,
-    get_instance,
 )
 from rmq.client.interfaces import IMessageQueueSelector
 from rmq.client.latency import LatencyFaultTolerance
 from rmq.client.message_queue import MessageQueue
 from rmq.client.reply import RequestTimeoutError, create_correlation_id, is_reply
-from rmq.common.asyncutil import deferred_api, global_reactor, now_ms
+from rmq.common.asyncutil import deferred_api, now_ms
 from rmq.common.errors import MQBrokerError, MQClientError, RemotingError, RMQError
 from rmq.common.message import (
     CORRELATION_ID,
@@ -162,7 +161,7 @@ class TopicPublishInfo:
         return mq
 
 
-class Producer:
+class Producer(ClientMember):
     """Sends messages; every method returns a Deferred.
 
     Args:
@@ -178,6 +177,7 @@ class Producer:
     """
 
     log = Logger()
+    role = "producer"
 
     def __init__(
         self,
@@ -202,13 +202,14 @@ class Producer:
         heartbeat_broker_interval: float = 30.0,
         remoting_factory: RemotingFactory | None = None,
     ) -> None:
-        self.group = group
-        self.clock: IReactorTime = clock if clock is not None else global_reactor()
-        self.config = ClientConfig(
-            namesrv_addr=namesrv_addr,
-            properties=dict(properties or {}),
+        super().__init__(
+            group,
+            namesrv_addr,
+            clock,
             instance_name=instance_name,
             client_ip=client_ip,
+            properties=properties,
+            remoting_factory=remoting_factory,
             request_timeout=send_timeout,
             poll_name_server_interval=poll_name_server_interval,
             heartbeat_broker_interval=heartbeat_broker_interval,
@@ -223,9 +224,7 @@ class Producer:
         self.retry_another_broker_when_not_store_ok = retry_another_broker_when_not_store_ok
         self.limiter = InFlightLimiter(max_in_flight, max_in_flight_bytes)
         self.lft = LatencyFaultTolerance(self.clock) if latency_avoidance else None
-        self._remoting_factory = remoting_factory
         self._publish: dict[str, TopicPublishInfo] = {}
-        self._instance: MQClientInstance | None = None
         self._ids: UniqueIdGenerator | None = None
         self._checked_topics: set[str] = set()
         self.transaction_check_hook: Any = None
@@ -247,31 +246,12 @@ class Producer:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    @property
-    def instance(self) -> MQClientInstance:
-        """The client instance (after start)."""
-        if self._instance is None:
-            raise MQClientError("The producer service state not OK, call start() first")
-        return self._instance
-
-    @property
-    def client_id(self) -> str:
-        """This producer's client id."""
-        return self.instance.client_id
-
     @deferred_api
     async def start(self) -> None:
         """Register with the client instance and start it (first heartbeat sent at once)."""
         if self._instance is not None:
             return
-        inst = get_instance(self.config, self.clock, self._remoting_factory)
-        inst.register_producer(self)
-        try:
-            await inst.start()
-        except BaseException:
-            inst.producers.pop(self.group, None)
-            raise
-        self._instance = inst
+        inst = self._instance = await self._join_instance()
         self._ids = UniqueIdGenerator(ip=_ip_of(inst.client_id))
         await inst.send_heartbeat_to_all()
 
@@ -287,6 +267,9 @@ class Producer:
         await inst.shutdown()
 
     # --- instance callbacks -------------------------------------------------------------------
+
+    def _register(self, inst: MQClientInstance) -> None:
+        inst.register_producer(self)
 
     def topics(self) -> set[str]:
         """Topics this producer sends to (routes kept fresh by the instance)."""
