@@ -18,7 +18,8 @@ from rmq.client.interfaces import IAllocateStrategy
 from rmq.client.message_queue import MessageQueue
 
 
-def _index(current_cid: str, mq_all: Sequence[MessageQueue], cid_all: Sequence[str]) -> int:
+def _index(current_cid: str, cid_all: Sequence[str]) -> int:
+    """Position of ``current_cid`` in ``cid_all`` (-1: not a member); ValueError when empty."""
     if not current_cid:
         raise ValueError("current_cid is empty")
     if not cid_all:
@@ -43,7 +44,7 @@ class AllocateMessageQueueAveragely:
         cid_all: Sequence[str],
     ) -> list[MessageQueue]:
         """Return client ``current_cid``'s block of ``mq_all`` (protocol §10.4)."""
-        i = _index(current_cid, mq_all, cid_all)
+        i = _index(current_cid, cid_all)
         n, c = len(mq_all), len(cid_all)
         if i < 0 or n == 0:
             return []
@@ -73,7 +74,7 @@ class AllocateMessageQueueAveragelyByCircle:
         cid_all: Sequence[str],
     ) -> list[MessageQueue]:
         """Return every ``len(cid_all)``-th queue starting at this client's index."""
-        i = _index(current_cid, mq_all, cid_all)
+        i = _index(current_cid, cid_all)
         if i < 0:
             return []
         return list(mq_all[i :: len(cid_all)])
@@ -103,7 +104,7 @@ class AllocateMessageQueueConsistentHash:
         cid_all: Sequence[str],
     ) -> list[MessageQueue]:
         """Return the queues whose ring successor belongs to ``current_cid``."""
-        if _index(current_cid, mq_all, cid_all) < 0 or not mq_all:
+        if _index(current_cid, cid_all) < 0 or not mq_all:
             return []
         ring: dict[int, str] = {}
         for cid in cid_all:

@@ -26,6 +26,8 @@ MASTER_ID = 0
 PERM_WRITE = 0x2
 PERM_READ = 0x4
 DEFAULT_TOPIC = "TBW102"
+#: ``%RETRY%<group>`` holds a consumer group's messages to consume again.
+RETRY_GROUP_TOPIC_PREFIX = "%RETRY%"
 SUB_ALL = "*"
 
 
@@ -311,6 +313,16 @@ def check(resp: RemotingCommand, addr: str, ok: Iterable[int] = (ResponseCode.SU
         raise MQBrokerError(resp.code, resp.remark or "", addr)
 
 
+def _lock_batch_body(group: str, client_id: str, mqs: Iterable[MessageQueue]) -> bytes:
+    """LockBatchRequestBody / UnlockBatchRequestBody (the same fields)."""
+    body = {
+        "clientId": client_id,
+        "consumerGroup": group,
+        "mqSet": [mq.to_json_obj() for mq in mqs],
+    }
+    return fastjson.dumps(body)
+
+
 class MQClientAPI:
     """Every RPC the client makes, as ``async`` methods over an :class:`IRemoting`.
 
@@ -396,22 +408,6 @@ class MQClientAPI:
         d = self.remoting.invoke(addr, cmd, timeout)
         return d.addCallback(_send_result, addr, mq, msg_id)
 
-    async def send(
-        self,
-        addr: str,
-        mq: MessageQueue,
-        header: dict[str, str],
-        body: bytes,
-        *,
-        batch: bool,
-        timeout: float,
-        msg_id: str = "",
-    ) -> SendResult:
-        """:meth:`send_message` for coroutines."""
-        return await self.send_message(
-            addr, mq, header, body, batch=batch, timeout=timeout, msg_id=msg_id
-        )
-
     async def send_oneway(self, addr: str, header: dict[str, str], body: bytes) -> None:
         """SEND_MESSAGE_V2 as a oneway request (``header`` values are wire strings)."""
         await self.remoting.invoke_oneway(
@@ -436,6 +432,23 @@ class MQClientAPI:
             msgs,
             int(ext.get("suggestWhichBrokerId", 0)),
         )
+
+    async def _request_or_oneway(
+        self,
+        addr: str,
+        code: int,
+        header: dict[str, object] | None,
+        body: bytes = b"",
+        *,
+        oneway: bool,
+    ) -> None:
+        """Send a request whose answer carries nothing but its code: oneway (fires once
+        written), or answered (MQBrokerError unless SUCCESS)."""
+        if oneway:
+            await self.remoting.invoke_oneway(addr, new_request(code, header, body, oneway=True))
+        else:
+            cmd = new_request(code, header, body)
+            check(await self.remoting.invoke(addr, cmd, self.timeout), addr)
 
     async def _offset_call(self, addr: str, code: int, header: dict[str, object]) -> int:
         resp = await self.remoting.invoke(addr, new_request(code, header), self.timeout)
@@ -462,19 +475,16 @@ class MQClientAPI:
         self, addr: str, group: str, mq: MessageQueue, offset: int, *, oneway: bool = True
     ) -> None:
         """UPDATE_CONSUMER_OFFSET, oneway like Java (or as a request)."""
-        header = {
+        header: dict[str, object] = {
             "consumerGroup": group,
             "topic": mq.topic,
             "queueId": mq.queue_id,
             "commitOffset": offset,
             "bname": mq.broker_name,
         }
-        if oneway:
-            cmd = new_request(RequestCode.UPDATE_CONSUMER_OFFSET, header, oneway=True)
-            await self.remoting.invoke_oneway(addr, cmd)
-        else:
-            cmd = new_request(RequestCode.UPDATE_CONSUMER_OFFSET, header)
-            check(await self.remoting.invoke(addr, cmd, self.timeout), addr)
+        await self._request_or_oneway(
+            addr, RequestCode.UPDATE_CONSUMER_OFFSET, header, oneway=oneway
+        )
 
     async def get_max_offset(self, addr: str, mq: MessageQueue) -> int:
         """GET_MAX_OFFSET: the next offset to be written."""
@@ -566,12 +576,8 @@ class MQClientAPI:
         self, addr: str, group: str, client_id: str, mqs: Iterable[MessageQueue]
     ) -> set[MessageQueue]:
         """LOCK_BATCH_MQ; fires with the queues now locked by this client."""
-        body = {
-            "clientId": client_id,
-            "consumerGroup": group,
-            "mqSet": [mq.to_json_obj() for mq in mqs],
-        }
-        cmd = new_request(RequestCode.LOCK_BATCH_MQ, None, fastjson.dumps(body))
+        body = _lock_batch_body(group, client_id, mqs)
+        cmd = new_request(RequestCode.LOCK_BATCH_MQ, None, body)
         resp = await self.remoting.invoke(addr, cmd, self.timeout)
         check(resp, addr)
         obj = fastjson.loads(resp.body) if resp.body else {}
@@ -587,19 +593,8 @@ class MQClientAPI:
         oneway: bool,
     ) -> None:
         """UNLOCK_BATCH_MQ (oneway on rebalance, a request at shutdown)."""
-        body = fastjson.dumps(
-            {
-                "clientId": client_id,
-                "consumerGroup": group,
-                "mqSet": [mq.to_json_obj() for mq in mqs],
-            }
-        )
-        if oneway:
-            cmd = new_request(RequestCode.UNLOCK_BATCH_MQ, None, body, oneway=True)
-            await self.remoting.invoke_oneway(addr, cmd)
-        else:
-            cmd = new_request(RequestCode.UNLOCK_BATCH_MQ, None, body)
-            check(await self.remoting.invoke(addr, cmd, self.timeout), addr)
+        body = _lock_batch_body(group, client_id, mqs)
+        await self._request_or_oneway(addr, RequestCode.UNLOCK_BATCH_MQ, None, body, oneway=oneway)
 
     async def end_transaction(
         self, addr: str, header: dict[str, object], remark: str | None = None

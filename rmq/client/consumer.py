@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from rmq.client.allocate import AllocateMessageQueueAveragely
 from rmq.client.api import (
     EXPRESSION_TAG,
+    RETRY_GROUP_TOPIC_PREFIX,
     MessageSelector,
     PullResult,
     PullStatus,
@@ -58,7 +59,6 @@ from rmq.common.message import (
     MessageExt,
 )
 
-RETRY_GROUP_TOPIC_PREFIX = "%RETRY%"
 PULL_BATCH_SIZE = 32
 SUSPEND_TIMEOUT_MS = 15000
 PULL_RPC_TIMEOUT = 30.0
@@ -388,11 +388,9 @@ class _ConsumerBase(ClientMember):
 
     def running_info(self) -> dict[str, Any]:
         """A ConsumerRunningInfo-shaped summary for GET_CONSUMER_RUNNING_INFO."""
-        from rmq.common.fastjson import ObjectKey
-
         store = self.offset_store.offsets() if self.offset_store else {}
         mq_table = {
-            ObjectKey.of(brokerName=mq.broker_name, queueId=mq.queue_id, topic=mq.topic): {
+            mq.json_key(): {
                 "cachedMsgCount": pq.count,
                 "cachedMsgSizeInMiB": pq.bytes // (1024 * 1024),
                 "commitOffset": store.get(mq, -1),

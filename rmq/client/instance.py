@@ -529,12 +529,7 @@ class MQClientInstance:
         table = self.consumer_status(request.ext_str("topic"), request.ext_str("group"))
         body = {
             "consumerTable": {},
-            "messageQueueTable": {
-                fastjson.ObjectKey.of(
-                    brokerName=mq.broker_name, queueId=mq.queue_id, topic=mq.topic
-                ): off
-                for mq, off in sorted(table.items())
-            },
+            "messageQueueTable": {mq.json_key(): off for mq, off in sorted(table.items())},
         }
         return new_response(request, body=fastjson.dumps(body))
 
@@ -550,8 +545,7 @@ class MQClientInstance:
                     offsets[MessageQueue.from_json_obj(o)] = int(o["offset"])
             else:
                 for k, v in table.items():
-                    obj = k.as_dict() if isinstance(k, fastjson.ObjectKey) else fastjson.loads(k)
-                    offsets[MessageQueue.from_json_obj(obj)] = int(v)
+                    offsets[MessageQueue.from_json_key(k)] = int(v)
         if consumer is not None:
             consumer.reset_offsets(topic, offsets).addErrback(log_failure("reset offsets"))
         return None if request.is_oneway else new_response(request)

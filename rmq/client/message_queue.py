@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 
+from rmq.common import fastjson
+
 
 @attrs.frozen(order=True)
 class MessageQueue:
@@ -33,3 +35,13 @@ class MessageQueue:
     def from_json_obj(cls, obj: dict[str, Any]) -> MessageQueue:
         """Build from the JSON object form (keys ``topic``, ``brokerName``, ``queueId``)."""
         return cls(str(obj["topic"]), str(obj["brokerName"]), int(obj["queueId"]))
+
+    def json_key(self) -> fastjson.ObjectKey:
+        """The queue as a fastjson map key (``{{"brokerName":…}:value}``, Java's offset tables)."""
+        return fastjson.ObjectKey.of(**self.to_json_obj())
+
+    @classmethod
+    def from_json_key(cls, key: fastjson.ObjectKey | str) -> MessageQueue:
+        """Build from a map key as fastjson writes it (an object) or as a ``"{...}"`` string."""
+        obj = key.as_dict() if isinstance(key, fastjson.ObjectKey) else fastjson.loads(key)
+        return cls.from_json_obj(obj)

@@ -137,20 +137,11 @@ class LocalFileOffsetStore(_Table):
     def parse(data: bytes) -> dict[MessageQueue, int]:
         """Parse an OffsetSerializeWrapper (object keys or ``"{...}"`` string keys)."""
         table = fastjson.loads(data).get("offsetTable") or {}
-        out = {}
-        for k, v in table.items():
-            obj = k.as_dict() if isinstance(k, fastjson.ObjectKey) else fastjson.loads(k)
-            out[MessageQueue.from_json_obj(obj)] = int(v)
-        return out
+        return {MessageQueue.from_json_key(k): int(v) for k, v in table.items()}
 
     def serialize(self) -> bytes:
         """The file content for the current table (fastjson object keys, like Java)."""
-        table = {
-            fastjson.ObjectKey.of(
-                brokerName=mq.broker_name, queueId=mq.queue_id, topic=mq.topic
-            ): off
-            for mq, off in sorted(self.table.items())
-        }
+        table = {mq.json_key(): off for mq, off in sorted(self.table.items())}
         return fastjson.dumps_pretty({"offsetTable": table})
 
     @deferred_api

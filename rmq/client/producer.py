@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import attrs
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -20,6 +21,7 @@ from twisted.python.failure import Failure
 
 from rmq.client.api import (
     DEFAULT_TOPIC,
+    RETRY_GROUP_TOPIC_PREFIX,
     SendResult,
     SendStatus,
     TopicRoute,
@@ -96,9 +98,13 @@ def check_topic(topic: str) -> None:
 def check_message(msg: Message, max_size: int = MAX_MESSAGE_SIZE) -> None:
     """Topic rules, non-empty body, body ≤ ``max_size``; MQClientError otherwise."""
     check_topic(msg.topic)
-    if not msg.body:
+    _check_body(msg.body, max_size)
+
+
+def _check_body(body: bytes, max_size: int) -> None:
+    if not body:
         raise MQClientError("the message body length is zero")
-    if len(msg.body) > max_size:
+    if len(body) > max_size:
         raise MQClientError(f"the message body size over max value, MAX: {max_size}")
 
 
@@ -122,6 +128,19 @@ def new_message(
         props[DELAY] = str(delay_level)
     props.setdefault(WAIT, "true")
     return Message(topic, body, flag, props)
+
+
+@attrs.define
+class _FirstAttempt:
+    """What the callbacks of :meth:`Producer._send_fast` need to judge the first attempt and
+    go on with the retries (``begin``: clock seconds when it was sent)."""
+
+    msg: Message
+    body: bytes
+    sys_flag: int
+    timeout: float
+    begin: float
+    mq: MessageQueue
 
 
 class TopicPublishInfo:
@@ -277,13 +296,21 @@ class Producer(ClientMember):
 
     def on_route(self, topic: str, route: TopicRoute) -> None:
         """New route: rebuild the writable queue list (keeps the round-robin index)."""
+        self._remember_route(topic, route, self._publish.get(topic))
+
+    def _remember_route(
+        self, topic: str, route: TopicRoute, old: TopicPublishInfo | None
+    ) -> TopicPublishInfo | None:
+        """Make ``route``'s writable queues the ones ``topic`` is sent to, going on with
+        ``old``'s round-robin index; None (and nothing stored) when the route has none."""
         queues = route.publish_queues(topic)
-        old = self._publish.get(topic)
+        if not queues:
+            return None
         info = TopicPublishInfo(queues, route)
         if old is not None:
             info.index = old.index
-        if queues:
-            self._publish[topic] = info
+        self._publish[topic] = info
+        return info
 
     def check_transaction_state(self, addr: str, msg: MessageExt, header: dict[str, str]) -> None:
         """CHECK_TRANSACTION_STATE hook for a transactional producer (none here: ignored)."""
@@ -313,11 +340,9 @@ class Producer(ClientMember):
             raise MQClientError(
                 f"No route info of this topic: {topic}, and no {DEFAULT_TOPIC} route"
             ) from e
-        queues = route.publish_queues(topic)
-        if not queues:
+        info = self._remember_route(topic, route, None)
+        if info is None:
             raise MQClientError(f"No route info of this topic: {topic}")
-        info = TopicPublishInfo(queues, route)
-        self._publish[topic] = info
         return info
 
     # --- sending ------------------------------------------------------------------------------
@@ -372,50 +397,40 @@ class Producer(ClientMember):
             timeout=timeout,
             msg_id=msg.properties.get(UNIQ_KEY, ""),
         )
-        args = (msg, body, sys_flag, timeout, begin, mq)
-        d.addCallbacks(self._fast_done, self._fast_failed, callbackArgs=args, errbackArgs=args)
+        first = _FirstAttempt(msg, body, sys_flag, timeout, begin, mq)
+        d.addCallbacks(
+            self._fast_done, self._fast_failed, callbackArgs=(first,), errbackArgs=(first,)
+        )
         return d.addBoth(self._release, size)
+
+    def _record_latency(self, broker_name: str, since: float, *, failed: bool) -> None:
+        """Tell the latency table how a send to ``broker_name`` begun at ``since`` went."""
+        if self.lft is not None:
+            self.lft.update(broker_name, (self.clock.seconds() - since) * 1000, failed)
 
     def _release(self, result: _T, size: int) -> _T:
         self.limiter.release(size)
         return result
 
     def _fast_done(
-        self,
-        result: SendResult,
-        msg: Message,
-        body: bytes,
-        sys_flag: int,
-        timeout: float,
-        begin: float,
-        mq: MessageQueue,
+        self, result: SendResult, first: _FirstAttempt
     ) -> SendResult | Deferred[SendResult]:
-        if self.lft is not None:
-            self.lft.update(mq.broker_name, (self.clock.seconds() - begin) * 1000, False)
+        self._record_latency(first.mq.broker_name, first.begin, failed=False)
         if (
             result.status is not SendStatus.SEND_OK
             and self.retry_another_broker_when_not_store_ok
             and self.retry_times > 0
         ):
-            return Deferred.fromCoroutine(
-                self._send_rest(msg, body, sys_flag, timeout, begin, mq, None, False)
-            )
+            return Deferred.fromCoroutine(self._send_rest(first, None, False))
         return result
 
     def _fast_failed(
-        self,
-        failure: Failure,
-        msg: Message,
-        body: bytes,
-        sys_flag: int,
-        timeout: float,
-        begin: float,
-        mq: MessageQueue,
+        self, failure: Failure, first: _FirstAttempt
     ) -> Failure | Deferred[SendResult]:
         e = failure.value
+        mq = first.mq
         if isinstance(e, (RemotingError, MQBrokerError)):
-            if self.lft is not None:
-                self.lft.update(mq.broker_name, (self.clock.seconds() - begin) * 1000, True)
+            self._record_latency(mq.broker_name, first.begin, failed=True)
             if isinstance(e, MQBrokerError) and e.code not in RETRY_CODES:
                 return failure
             self.log.warn(
@@ -428,22 +443,13 @@ class Producer(ClientMember):
             return failure
         if self.retry_times <= 0:
             return failure
-        return Deferred.fromCoroutine(
-            self._send_rest(msg, body, sys_flag, timeout, begin, mq, e, refresh)
-        )
+        return Deferred.fromCoroutine(self._send_rest(first, e, refresh))
 
     async def _send_rest(
-        self,
-        msg: Message,
-        body: bytes,
-        sys_flag: int,
-        timeout: float,
-        begin: float,
-        mq: MessageQueue,
-        error: Exception | None,
-        refresh: bool,
+        self, first: _FirstAttempt, error: Exception | None, refresh: bool
     ) -> SendResult:
         """Attempts 2… of a send whose first attempt ran in :meth:`_send_fast`."""
+        msg = first.msg
         info = self._publish.get(msg.topic)
         if info is None or not info.queues:
             info = await self._publish_info(msg.topic)
@@ -451,16 +457,16 @@ class Producer(ClientMember):
             info = await self._refresh_after_error(msg.topic, info)
         return await self._send_with_retries(
             msg,
-            body,
-            sys_flag,
+            first.body,
+            first.sys_flag,
             False,
             None,
             None,
-            timeout,
+            first.timeout,
             None,
             first=1,
-            begin=begin,
-            last_broker=mq.broker_name,
+            begin=first.begin,
+            last_broker=first.mq.broker_name,
             last_error=error,
             info=info,
         )
@@ -535,10 +541,11 @@ class Producer(ClientMember):
             if not msgs:
                 raise MQClientError("the batch is empty")
             topic = msgs[0].topic
+            retry = topic.startswith(RETRY_GROUP_TOPIC_PREFIX)
             for m in msgs:
                 if m.topic != topic:
                     raise MQClientError("messages of a batch must have the same topic")
-                if m.properties.get(DELAY) or topic.startswith("%RETRY%"):
+                if retry or m.properties.get(DELAY):
                     raise MQClientError("a batch may not hold delayed or retry messages")
                 check_message(m, self.max_message_size)
                 m.properties.setdefault(UNIQ_KEY, self._next_id())
@@ -583,12 +590,7 @@ class Producer(ClientMember):
                 self._checked_topics.clear()
             self._checked_topics.add(topic)
         body = msg.body
-        if not body:
-            raise MQClientError("the message body length is zero")
-        if len(body) > self.max_message_size:
-            raise MQClientError(
-                f"the message body size over max value, MAX: {self.max_message_size}"
-            )
+        _check_body(body, self.max_message_size)
         props = msg.properties
         if UNIQ_KEY not in props:
             props[UNIQ_KEY] = self._next_id()
@@ -617,7 +619,7 @@ class Producer(ClientMember):
             "m": "true" if batch else "false",
             "n": mq.broker_name,
         }
-        if mq.topic.startswith("%RETRY%"):
+        if mq.topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
             rt = msg.properties.get("RECONSUME_TIME")
             if rt is not None:
                 header["j"] = str(int(rt))
@@ -658,6 +660,10 @@ class Producer(ClientMember):
         attempts = 1 if ordered else 1 + self.retry_times
         if begin is None:
             begin = self.clock.seconds()
+        if msgs is not None:
+            uniq = ",".join(m.properties.get(UNIQ_KEY, "") for m in msgs)
+        else:
+            uniq = msg.properties.get(UNIQ_KEY, "")
         for attempt in range(first, attempts):
             left = timeout - (self.clock.seconds() - begin)
             if left <= 0:
@@ -673,16 +679,11 @@ class Producer(ClientMember):
             try:
                 addr = self._addr(mq)
                 header = self._header(msg, mq, sys_flag, batch)
-                if msgs is not None:
-                    uniq = ",".join(m.properties.get(UNIQ_KEY, "") for m in msgs)
-                else:
-                    uniq = msg.properties.get(UNIQ_KEY, "")
                 result = await self.instance.api.send_message(
                     addr, mq, header, body, batch=batch, timeout=left, msg_id=uniq, code=code
                 )
             except (RemotingError, MQBrokerError) as e:
-                if self.lft is not None:
-                    self.lft.update(mq.broker_name, (self.clock.seconds() - start) * 1000, True)
+                self._record_latency(mq.broker_name, start, failed=True)
                 if isinstance(e, MQBrokerError) and e.code not in RETRY_CODES:
                     raise
                 last_error = e
@@ -698,8 +699,7 @@ class Producer(ClientMember):
             except MQClientError as e:
                 last_error = e
                 continue
-            if self.lft is not None:
-                self.lft.update(mq.broker_name, (self.clock.seconds() - start) * 1000, False)
+            self._record_latency(mq.broker_name, start, failed=False)
             if (
                 result.status.name != "SEND_OK"
                 and self.retry_another_broker_when_not_store_ok
@@ -718,13 +718,7 @@ class Producer(ClientMember):
             route = await self.instance.update_route(topic)
         except RMQError:
             return info
-        queues = route.publish_queues(topic)
-        if queues:
-            new = TopicPublishInfo(queues, route)
-            new.index = info.index
-            self._publish[topic] = new
-            return new
-        return info
+        return self._remember_route(topic, route, info) or info
 
 
 def _ip_of(client_id: str) -> str:

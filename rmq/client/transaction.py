@@ -17,6 +17,7 @@ A transaction is a half message, a local transaction and a verdict:
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -140,19 +141,15 @@ class TransactionProducer(Producer):
         msg.properties[PGROUP] = self.group
         result = await self.send(msg)
         transaction_id = msg.properties.get(UNIQ_KEY) or result.msg_id
-        error: BaseException | None = None
+        error: Exception | None = None
         if result.status is SendStatus.SEND_OK:
-            try:
-                state = coerce_state(
-                    await maybeDeferred(self.listener.execute_local_transaction, msg, arg)
-                )
-            except Exception as e:
-                self._log.failure(
-                    "execute_local_transaction of {group} failed for {id}; state UNKNOW",
-                    group=self.group,
-                    id=transaction_id,
-                )
-                state, error = LocalTransactionState.UNKNOW, e
+            state, error = await self._ask_listener(
+                "execute_local_transaction",
+                transaction_id,
+                self.listener.execute_local_transaction,
+                msg,
+                arg,
+            )
         else:
             state = LocalTransactionState.ROLLBACK_MESSAGE
         if state is not LocalTransactionState.COMMIT_MESSAGE:
@@ -185,6 +182,25 @@ class TransactionProducer(Producer):
             region_id=result.region_id,
             local_transaction_state=state,
         )
+
+    async def _ask_listener(
+        self, what: str, transaction_id: str, method: Callable[..., Any], *args: Any
+    ) -> tuple[LocalTransactionState, Exception | None]:
+        """Call a listener method (plain, Deferred or coroutine result) for ``transaction_id``.
+
+        Its answer as a state; an exception, a failed Deferred or a bad answer is logged and
+        counts as ``UNKNOW``, returned with the error for END_TRANSACTION's remark.
+        """
+        try:
+            return coerce_state(await maybeDeferred(method, *args)), None
+        except Exception as e:
+            self._log.failure(
+                "{what} of {group} failed for {id}; state UNKNOW",
+                what=what,
+                group=self.group,
+                id=transaction_id,
+            )
+            return LocalTransactionState.UNKNOW, e
 
     async def _end_transaction(
         self, result: SendResult, state: LocalTransactionState, remark: str | None
@@ -230,16 +246,9 @@ class TransactionProducer(Producer):
                 header=header,
             )
             return
-        error: BaseException | None = None
-        try:
-            state = coerce_state(await maybeDeferred(self.listener.check_local_transaction, msg))
-        except Exception as e:
-            self._log.failure(
-                "check_local_transaction of {group} failed for {id}; state UNKNOW",
-                group=self.group,
-                id=uniq,
-            )
-            state, error = LocalTransactionState.UNKNOW, e
+        state, error = await self._ask_listener(
+            "check_local_transaction", uniq, self.listener.check_local_transaction, msg
+        )
         end: dict[str, object] = {
             "producerGroup": self.group,
             "commitLogOffset": commit_log_offset,
