@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -35,6 +36,21 @@ from tests.client.fakes import NAMESRV, FakeCluster, FakeRemoting
 def tq(c: PushConsumer | PullConsumer) -> list[MessageQueue]:
     """Assigned queues of topic T (the retry topic's queue is assigned too)."""
     return [mq for mq in c.assigned_queues() if mq.topic == "T"]
+
+
+Listener = Callable[[list[MessageExt]], Deferred[object]]
+
+
+def deferred_listener() -> tuple[Listener, list[Deferred[object]]]:
+    """A listener answering every call with a new Deferred, and the list those go to."""
+    pending: list[Deferred[object]] = []
+
+    def listener(msgs: list[MessageExt]) -> Deferred[object]:
+        d: Deferred[object] = Deferred()
+        pending.append(d)
+        return d
+
+    return listener, pending
 
 
 class _Base(SynchronousTestCase):
@@ -77,6 +93,10 @@ class _Base(SynchronousTestCase):
         c.subscribe("T", expr)
         self.consumers.append(c)
         return c
+
+    def committed_t(self) -> int:
+        """The sum of the offsets committed to the broker for topic T's queues."""
+        return sum(v for k, v in self.cluster.offsets.items() if k[2] == "T")
 
     def send(self, n: int, **kw: Any) -> None:
         for i in range(n):
@@ -152,26 +172,20 @@ class PushConsumerTests(_Base):
         self.assertEqual(cmd.ext_fields["delayLevel"], "0")
         self.assertEqual(cmd.ext_fields["maxReconsumeTimes"], "16")
         self.clock.advance(5)
-        self.assertEqual(sum(v for k, v in self.cluster.offsets.items() if k[2] == "T"), 1)
+        self.assertEqual(self.committed_t(), 1)
 
     def test_listener_deferred_and_exception(self) -> None:
         """A listener may fire a Deferred later; one that raises counts as RECONSUME_LATER."""
-        pending: list[Deferred[object]] = []
-
-        def listener(msgs: list[MessageExt]) -> Deferred[object]:
-            d: Deferred[object] = Deferred()
-            pending.append(d)
-            return d
-
+        listener, pending = deferred_listener()
         c = self.consumer("c1", listener=listener)
         self.successResultOf(c.start())
         self.send(1)
         self.assertEqual(len(pending), 1)
         self.clock.advance(5)
-        self.assertEqual(sum(v for k, v in self.cluster.offsets.items() if k[2] == "T"), 0)
+        self.assertEqual(self.committed_t(), 0)
         pending[0].callback(CONSUME_SUCCESS)
         self.clock.advance(5)
-        self.assertEqual(sum(v for k, v in self.cluster.offsets.items() if k[2] == "T"), 1)
+        self.assertEqual(self.committed_t(), 1)
 
         def boom(msgs: list[MessageExt]) -> object:
             raise ValueError("boom")
@@ -183,13 +197,7 @@ class PushConsumerTests(_Base):
 
     def test_consume_concurrency_bound(self) -> None:
         """At most consume_concurrency listener calls are pending; the rest wait their turn."""
-        pending: list[Deferred[object]] = []
-
-        def listener(msgs: list[MessageExt]) -> Deferred[object]:
-            d: Deferred[object] = Deferred()
-            pending.append(d)
-            return d
-
+        listener, pending = deferred_listener()
         self.cluster.topics["T"] = 1
         c = self.consumer("c1", listener=listener, consume_concurrency=2)
         self.successResultOf(c.start())
@@ -265,13 +273,7 @@ class PushConsumerTests(_Base):
 
     def test_flow_control(self) -> None:
         """A queue holding more than the threshold stops pulling until messages are consumed."""
-        pending: list[Deferred[object]] = []
-
-        def listener(msgs: list[MessageExt]) -> Deferred[object]:
-            d: Deferred[object] = Deferred()
-            pending.append(d)
-            return d
-
+        listener, pending = deferred_listener()
         self.cluster.topics["T"] = 1
         c = self.consumer(
             "c1", listener=listener, pull_threshold_for_queue=3, consume_concurrency=100
@@ -556,7 +558,7 @@ class RetryAndDLQTests(_Base):
         self.assertEqual(len(calls), 2)
         self.assertEqual((calls[1].topic, calls[1].body, calls[1].reconsume_times), ("T", b"m0", 1))
         self.clock.advance(5)
-        self.assertEqual(sum(v for k, v in self.cluster.offsets.items() if k[2] == "T"), 1)
+        self.assertEqual(self.committed_t(), 1)
         hb = json.loads(self.cluster.sent(RequestCode.HEART_BEAT)[-1][1].body)
         groups = [p["groupName"] for p in hb["producerDataSet"]]
         self.assertEqual(groups.count("CLIENT_INNER_PRODUCER"), 1)
@@ -583,7 +585,7 @@ class RetryAndDLQTests(_Base):
         self.clock.advance(0.1)
         self.assertEqual(calls, [(b"x", 0), (b"x", 1)])
         self.clock.advance(5)
-        self.assertEqual(sum(v for k, v in self.cluster.offsets.items() if k[2] == "T"), 1)
+        self.assertEqual(self.committed_t(), 1)
 
 
 class BroadcastingTests(_Base):

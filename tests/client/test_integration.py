@@ -61,16 +61,19 @@ class ClientIntegrationTests(TestCase):
     def push(
         self, cluster: LocalCluster, got: list[MessageExt], group: str = "CG", **kw: object
     ) -> PushConsumer:
+        """A PushConsumer from the first offset whose listener (unless ``kw`` names one)
+        collects the messages in ``got``."""
+
         def listener(msgs: list[MessageExt]) -> object:
             got.extend(msgs)
             return CONSUME_SUCCESS
 
         kw.setdefault("consume_from_where", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET)
+        kw.setdefault("listener", listener)
         c = PushConsumer(
             group,
             cluster.namesrv_addr,
             client_ip="127.0.0.1",
-            listener=listener,
             offset_store_dir=self.mktemp(),
             **kw,  # type: ignore[arg-type]
         )
@@ -302,12 +305,11 @@ class ClientIntegrationTests(TestCase):
                 done.callback(None)
             return CONSUME_SUCCESS
 
-        c = PushConsumer(
+        c = self.push(
+            cluster,
+            [],
             "RG",
-            cluster.namesrv_addr,
-            client_ip="127.0.0.1",
             listener=listener,
-            consume_from_where=ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET,
             rebalance_interval=0.5,
             poll_name_server_interval=0.5,
         )
@@ -460,14 +462,8 @@ class ClientIntegrationTests(TestCase):
             seen.append((key, int(n)))
             return CONSUME_SUCCESS
 
-        c = PushConsumer(
-            "OG",
-            cluster.namesrv_addr,
-            client_ip="127.0.0.1",
-            listener=listener,
-            orderly=True,
-            consume_from_where=ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET,
-            suspend_current_queue_time=0.05,
+        c = self.push(
+            cluster, [], "OG", listener=listener, orderly=True, suspend_current_queue_time=0.05
         )
         c.subscribe("IT10", "*")
         p = await self.producer(cluster)
@@ -500,13 +496,12 @@ class ClientIntegrationTests(TestCase):
             calls.append((m.body, m.reconsume_times))
             return RECONSUME_LATER if m.body == b"p-2" else CONSUME_SUCCESS
 
-        c = PushConsumer(
+        c = self.push(
+            cluster,
+            [],
             "DG",
-            cluster.namesrv_addr,
-            client_ip="127.0.0.1",
             listener=listener,
             orderly=True,
-            consume_from_where=ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET,
             suspend_current_queue_time=0.05,
             max_reconsume_times=3,
         )
