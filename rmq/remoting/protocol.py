@@ -112,6 +112,7 @@ class RemotingProtocol(Protocol):
             transport.setTcpKeepAlive(False)
         self._send_at_once = isinstance(transport, Connection)
         self.remote_address = format_address(transport.getPeer())
+        self.log.debug("Connection from/to {peer} made", peer=self.remote_address)
         if self._on_connection_made is not None:
             self._call_back(self._on_connection_made, "connection-made")
 
