@@ -19,8 +19,6 @@ from rmq.client.consumer import (
     ConsumeFromWhere,
     ConsumeResult,
     MessageModel,
-    PullConsumer,
-    PushConsumer,
 )
 from rmq.client.interfaces import (
     IAllocateStrategy,
@@ -30,6 +28,8 @@ from rmq.client.interfaces import (
 )
 from rmq.client.message_queue import MessageQueue
 from rmq.client.producer import Producer, new_message
+from rmq.client.pull_consumer import PullConsumer
+from rmq.client.push_consumer import PushConsumer
 from rmq.client.reply import RequestTimeoutError, create_reply_message
 from rmq.client.selector import (
     SelectMessageQueueByHash,
