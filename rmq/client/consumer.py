@@ -410,17 +410,16 @@ class BaseConsumer(ClientMember):
             if mq.topic == topic:
                 pq.stop()
                 del self.process_queues[mq]
-        for mq, off in offsets.items():
-            if mq.topic != topic:
-                continue
-            if isinstance(store, RemoteBrokerOffsetStore):
+        reset = [(mq, off) for mq, off in offsets.items() if mq.topic == topic]
+        if isinstance(store, RemoteBrokerOffsetStore):
+            for mq, off in reset:
                 try:
                     await store.persist_now(mq, off)
                 except RMQError as e:
                     self.log.warn("Reset of {mq} failed: {e}", mq=mq, e=e)
-            else:
+        else:
+            for mq, off in reset:
                 store.update_offset(mq, off, False)
-        if not isinstance(store, RemoteBrokerOffsetStore):
             await store.persist(list(offsets))
         await self.rebalance()
 
@@ -654,20 +653,7 @@ class BaseConsumer(ClientMember):
         if pq.dropped:
             return broker_id
         next_id = result.suggest_which_broker_id
-        if result.status is PullStatus.FOUND:
-            pq.next_offset = result.next_begin_offset
-            msgs = sub.select(result.messages)
-            if msgs:
-                new = pq.put(msgs)
-                if new:
-                    self._on_messages(mq, pq, new)
-            elif pq.count == 0 and self.offset_store is not None:
-                self.offset_store.update_offset(mq, result.next_begin_offset, True)
-        elif result.status in (PullStatus.NO_NEW_MSG, PullStatus.NO_MATCHED_MSG):
-            pq.next_offset = result.next_begin_offset
-            if pq.count == 0 and self.offset_store is not None:
-                self.offset_store.update_offset(mq, result.next_begin_offset, True)
-        else:  # OFFSET_ILLEGAL
+        if result.status is PullStatus.OFFSET_ILLEGAL:
             self.log.warn(
                 "Offset {o} of {mq} illegal, moving to {n}",
                 o=pq.next_offset,
@@ -678,6 +664,17 @@ class BaseConsumer(ClientMember):
             if self.offset_store is not None:
                 self.offset_store.update_offset(mq, result.next_begin_offset, False)
                 await self.offset_store.persist([mq])
+            return next_id
+        pq.next_offset = result.next_begin_offset
+        # FOUND carries messages; NO_NEW_MSG and NO_MATCHED_MSG none.
+        msgs = sub.select(result.messages)
+        if msgs:
+            new = pq.put(msgs)
+            if new:
+                self._on_messages(mq, pq, new)
+        elif pq.count == 0 and self.offset_store is not None:
+            # Nothing held: the queue is consumed up to where the broker looked.
+            self.offset_store.update_offset(mq, result.next_begin_offset, True)
         return next_id
 
     def _on_messages(self, mq: MessageQueue, pq: ProcessQueue, msgs: list[MessageExt]) -> None:

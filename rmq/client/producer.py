@@ -150,6 +150,8 @@ class TopicPublishInfo:
         self.queues = queues
         self.route = route
         self.index = 0
+        #: Whether a retry can avoid the broker that just failed.
+        self._several_brokers = len({q.broker_name for q in queues}) > 1
 
     def next_queue(
         self, lft: LatencyFaultTolerance | None, last_broker: str | None
@@ -159,7 +161,7 @@ class TopicPublishInfo:
         for _ in range(n):
             mq = self.queues[self.index % n]
             self.index += 1
-            if mq.broker_name == last_broker and len({q.broker_name for q in self.queues}) > 1:
+            if mq.broker_name == last_broker and self._several_brokers:
                 continue
             if lft is None or lft.is_available(mq.broker_name):
                 return mq
