@@ -19,12 +19,10 @@ from rmq.client.message_queue import MessageQueue
 from rmq.common import fastjson
 from rmq.common.errors import MQBrokerError, MQClientError, RemotingError
 from rmq.common.message import MessageExt, decode_messages, tags_hash
+from rmq.common.route import MASTER_ID, PERM_READ, PERM_WRITE
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request, next_opaque
 
-MASTER_ID = 0
-PERM_WRITE = 0x2
-PERM_READ = 0x4
 DEFAULT_TOPIC = "TBW102"
 #: ``%RETRY%<group>`` holds a consumer group's messages to consume again.
 RETRY_GROUP_TOPIC_PREFIX = "%RETRY%"

@@ -19,7 +19,6 @@ from twisted.logger import Logger
 
 from rmq.client.api import (
     DEFAULT_TOPIC,
-    MASTER_ID,
     IRemoting,
     MQClientAPI,
     SubscriptionData,
@@ -39,11 +38,23 @@ from rmq.common import fastjson
 from rmq.common.asyncutil import deferred_api, global_reactor, log_failure, logged_tick
 from rmq.common.errors import MQBrokerError, MQClientError, RMQError
 from rmq.common.message import MessageExt, decode_message
+from rmq.common.route import MASTER_ID
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_response
 
 #: Java ``MixAll.CLIENT_INNER_PRODUCER_GROUP`` (also named in every heartbeat, like Java).
 INNER_PRODUCER_GROUP = "CLIENT_INNER_PRODUCER"
+
+#: Requests a broker sends to a client (answered by :meth:`MQClientInstance.process_request`).
+BROKER_REQUEST_CODES = (
+    RequestCode.CHECK_TRANSACTION_STATE,
+    RequestCode.NOTIFY_CONSUMER_IDS_CHANGED,
+    RequestCode.RESET_CONSUMER_CLIENT_OFFSET,
+    RequestCode.GET_CONSUMER_STATUS_FROM_CLIENT,
+    RequestCode.GET_CONSUMER_RUNNING_INFO,
+    RequestCode.CONSUME_MESSAGE_DIRECTLY,
+    RequestCode.PUSH_REPLY_MESSAGE_TO_CLIENT,
+)
 
 RemotingFactory = Callable[[Any, Callable[[Any, RemotingCommand], Any]], IRemoting]
 
@@ -98,8 +109,7 @@ def default_remoting_factory(reactor: Any) -> RemotingFactory:
         from rmq.remoting.dispatch import Dispatcher, FunctionProcessor
 
         proc = FunctionProcessor(handler)
-        codes = (39, 40, 220, 221, 307, 309, 326)
-        dispatcher = Dispatcher({c: proc for c in codes})
+        dispatcher = Dispatcher({c: proc for c in BROKER_REQUEST_CODES})
         client: IRemoting = RemotingClient(clock, tcp_endpoint_factory(reactor), dispatcher)
         return client
 
@@ -481,15 +491,7 @@ class MQClientInstance:
         if code == RequestCode.GET_CONSUMER_STATUS_FROM_CLIENT:
             return self._consumer_status(request)
         if code == RequestCode.GET_CONSUMER_RUNNING_INFO:
-            group = request.ext_str("consumerGroup")
-            consumer = self.consumers.get(group)
-            if consumer is None:
-                return new_response(
-                    request,
-                    ResponseCode.SYSTEM_ERROR,
-                    f"The Consumer Group <{group}> not exist in this consumer",
-                )
-            return new_response(request, body=fastjson.dumps(consumer.running_info()))
+            return self._running_info(request)
         if code == RequestCode.CONSUME_MESSAGE_DIRECTLY:
             return self._consume_directly(request)
         if code == RequestCode.CHECK_TRANSACTION_STATE:
@@ -499,6 +501,17 @@ class MQClientInstance:
         return new_response(
             request, ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request type {code} not supported"
         )
+
+    def _running_info(self, request: RemotingCommand) -> RemotingCommand:
+        group = request.ext_str("consumerGroup")
+        consumer = self.consumers.get(group)
+        if consumer is None:
+            return new_response(
+                request,
+                ResponseCode.SYSTEM_ERROR,
+                f"The Consumer Group <{group}> not exist in this consumer",
+            )
+        return new_response(request, body=fastjson.dumps(consumer.running_info()))
 
     def _receive_reply(self, request: RemotingCommand) -> RemotingCommand:
         """PUSH_REPLY_MESSAGE_TO_CLIENT: hand the reply to its waiting request (Java
