@@ -39,9 +39,7 @@ class InFlightLimiter:
 
     def acquire(self, size: int = 0) -> Deferred[None]:
         """Fire when ``size`` bytes and one slot are reserved for the caller."""
-        if not self._waiters and self._fits(size):
-            self.count += 1
-            self.bytes += size
+        if self.try_acquire(size):
             return succeed(None)
 
         def cancel(d: Deferred[None]) -> None:

@@ -127,13 +127,21 @@ class RequestFutureTable:
         RequestTimeoutError after ``timeout`` seconds. Cancelling the Deferred forgets it."""
 
         def cancel(_: Deferred[MessageExt]) -> None:
-            entry = self._waiting.pop(correlation_id, None)
-            if entry is not None and entry[1].active():
-                entry[1].cancel()
+            self._take(correlation_id)
 
         d: Deferred[MessageExt] = Deferred(cancel)
         timer = self.clock.callLater(timeout, self._expire, correlation_id, timeout, topic)
         self._waiting[correlation_id] = (d, timer)
+        return d
+
+    def _take(self, correlation_id: str) -> Deferred[MessageExt] | None:
+        """Forget the waiter of ``correlation_id`` and stop its timer; None if nobody waits."""
+        entry = self._waiting.pop(correlation_id, None)
+        if entry is None:
+            return None
+        d, timer = entry
+        if timer.active():
+            timer.cancel()
         return d
 
     def _expire(self, correlation_id: str, timeout: float, topic: str) -> None:
@@ -148,26 +156,22 @@ class RequestFutureTable:
 
     def fail(self, correlation_id: str, failure: Failure | Exception) -> None:
         """The request could not be sent: fail its waiter now."""
-        entry = self._waiting.pop(correlation_id, None)
-        if entry is not None:
-            if entry[1].active():
-                entry[1].cancel()
-            entry[0].errback(failure)
+        d = self._take(correlation_id)
+        if d is not None:
+            d.errback(failure)
 
     def on_reply(self, msg: MessageExt) -> bool:
         """Fire the waiter of the reply's ``CORRELATION_ID``; False when nobody waits (late
         or foreign reply, logged)."""
         correlation_id = msg.properties.get(CORRELATION_ID)
-        entry = self._waiting.pop(correlation_id or "", None)
-        if entry is None:
+        d = self._take(correlation_id or "")
+        if d is None:
             self.log.warn(
                 "Reply with correlation id {cid} has no waiting request (timed out?)",
                 cid=correlation_id,
             )
             return False
-        if entry[1].active():
-            entry[1].cancel()
-        entry[0].callback(msg)
+        d.callback(msg)
         return True
 
     def fail_all(self, reason: str) -> None:
