@@ -226,14 +226,11 @@ class BaseConsumer(ClientMember):
     def subscribe(self, topic: str, expression: str | MessageSelector | None = "*") -> None:
         """Subscribe to ``topic`` with a TAG expression (``"TagA || TagB"`` or ``"*"``) or a
         :class:`MessageSelector` (``MessageSelector.by_sql("a > 5")``, docs/filter.md)."""
-        if isinstance(expression, MessageSelector):
-            self.subscriptions[topic] = SubscriptionData.build(
-                topic, expression.expression, now_ms(self.clock), expression.expression_type
-            )
-        else:
-            self.subscriptions[topic] = SubscriptionData.build(
-                topic, expression, now_ms(self.clock)
-            )
+        if not isinstance(expression, MessageSelector):
+            expression = MessageSelector.by_tag(expression)
+        self.subscriptions[topic] = SubscriptionData.build(
+            topic, expression.expression, now_ms(self.clock), expression.expression_type
+        )
         if self._instance is not None:
             self._instance.send_heartbeat_to_all().addErrback(log_failure("heartbeat"))
             self._instance.update_route(topic).addCallbacks(

@@ -65,7 +65,7 @@ class PullConsumer(BaseConsumer):
 
     async def _rebalance_once(self) -> None:
         if self._assigned is None:
-            await BaseConsumer._rebalance_once(self)
+            await super()._rebalance_once()
             return
         wanted: dict[str, list[MessageQueue]] = {}
         for topic in self.subscriptions:

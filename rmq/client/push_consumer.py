@@ -96,7 +96,7 @@ class PushConsumer(BaseConsumer):
             raise MQClientError("messageListener is null")
         if not self.subscriptions:
             raise MQClientError("no subscription: call subscribe() first")
-        await BaseConsumer.start(self)
+        await super().start()
         if self.orderly and self.message_model is MessageModel.CLUSTERING:
             self._schedule_lock_renewal()
 
