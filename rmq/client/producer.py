@@ -461,7 +461,6 @@ class Producer(ClientMember):
             msg,
             first.body,
             first.sys_flag,
-            False,
             None,
             None,
             first.timeout,
@@ -537,46 +536,43 @@ class Producer(ClientMember):
         arg: Any,
         timeout: float | None,
     ) -> SendResult:
-        batch = not isinstance(msg, Message)
-        if batch:
-            msgs = list(msg)  # type: ignore[arg-type]
-            if not msgs:
-                raise MQClientError("the batch is empty")
-            topic = msgs[0].topic
-            retry = topic.startswith(RETRY_GROUP_TOPIC_PREFIX)
-            for m in msgs:
-                if m.topic != topic:
-                    raise MQClientError("messages of a batch must have the same topic")
-                if retry or m.properties.get(DELAY):
-                    raise MQClientError("a batch may not hold delayed or retry messages")
-                check_message(m, self.max_message_size)
-                m.properties.setdefault(UNIQ_KEY, self._next_id())
-            body = encode_batch(msgs)
-            if len(body) > self.max_message_size:
-                raise MQClientError(f"the batch size over max value, MAX: {self.max_message_size}")
-            sys_flag = 0
-            first = Message(topic, b"", 0, {WAIT: "true"})
+        msgs: list[Message] | None
+        if isinstance(msg, Message):
+            head, msgs = msg, None
+            body, sys_flag = self._prepare(msg)
         else:
-            single: Message = msg  # type: ignore[assignment]
-            body, sys_flag = self._prepare(single)
-            first = single
-            topic = single.topic
+            msgs = list(msg)
+            head, body = self._prepare_batch(msgs)
+            sys_flag = 0
         size = len(body)
         if not self.limiter.try_acquire(size):
             await self.limiter.acquire(size)
         try:
             return await self._send_with_retries(
-                first,
-                body,
-                sys_flag,
-                batch,
-                selector,
-                arg,
-                timeout or self.send_timeout,
-                msgs if batch else None,
+                head, body, sys_flag, selector, arg, timeout or self.send_timeout, msgs
             )
         finally:
             self.limiter.release(size)
+
+    def _prepare_batch(self, msgs: list[Message]) -> tuple[Message, bytes]:
+        """Check a batch (one topic, no delay, no retry topic, each message valid), give each
+        message a UNIQ_KEY; return the message whose header the batch is sent with, and the
+        encoded body."""
+        if not msgs:
+            raise MQClientError("the batch is empty")
+        topic = msgs[0].topic
+        retry = topic.startswith(RETRY_GROUP_TOPIC_PREFIX)
+        for m in msgs:
+            if m.topic != topic:
+                raise MQClientError("messages of a batch must have the same topic")
+            if retry or m.properties.get(DELAY):
+                raise MQClientError("a batch may not hold delayed or retry messages")
+            check_message(m, self.max_message_size)
+            m.properties.setdefault(UNIQ_KEY, self._next_id())
+        body = encode_batch(msgs)
+        if len(body) > self.max_message_size:
+            raise MQClientError(f"the batch size over max value, MAX: {self.max_message_size}")
+        return Message(topic, b"", 0, {WAIT: "true"}), body
 
     def _next_id(self) -> str:
         if self._ids is None:
@@ -641,7 +637,6 @@ class Producer(ClientMember):
         msg: Message,
         body: bytes,
         sys_flag: int,
-        batch: bool,
         selector: IMessageQueueSelector | MessageQueue | None,
         arg: Any,
         timeout: float,
@@ -653,11 +648,15 @@ class Producer(ClientMember):
         last_error: Exception | None = None,
         info: TopicPublishInfo | None = None,
     ) -> SendResult:
+        """Attempts ``first``… of a send (of the batch ``msgs`` when given, ``msg`` being its
+        header's message) within ``timeout`` s from ``begin``: one for an ordered send, else
+        ``1 + retry_times``, each on the next queue away from ``last_broker``."""
         if info is None:
             info = self._publish.get(msg.topic)
             if info is None or not info.queues:
                 info = await self._publish_info(msg.topic)
-        code = RequestCode.SEND_REPLY_MESSAGE_V2 if msgs is None and is_reply(msg) else None
+        batch = msgs is not None
+        code = RequestCode.SEND_REPLY_MESSAGE_V2 if not batch and is_reply(msg) else None
         ordered = selector is not None
         attempts = 1 if ordered else 1 + self.retry_times
         if begin is None:
