@@ -43,6 +43,20 @@ _log = Logger(namespace="rmq.testing")
 
 LOOPBACK = "127.0.0.1"
 
+#: Store settings of test clusters; a caller's ``broker_properties`` override them. Small
+#: commit-log and index files instead of RocketMQ's 1 GiB preallocated log and 420 MB index, so
+#: a suite of file-store tests does not fill the disk; and no reaction to the host's disk usage
+#: short of a completely full disk, so a test neither has its puts refused nor its files
+#: cleaned away because some other program filled the machine's disk.
+TEST_STORE_PROPERTIES: Mapping[str, str] = {
+    "mappedFileSizeCommitLog": str(16 * 1024 * 1024),
+    "maxHashSlotNum": "100000",
+    "maxIndexNum": "400000",
+    "diskMaxUsedSpaceRatio": "100",
+    "diskSpaceCleanForciblyRatio": "1.0",
+    "diskSpaceWarningLevelRatio": "1.0",
+}
+
 
 @attrs.define(eq=False)
 class LocalCluster:
@@ -139,6 +153,7 @@ async def _start(
             "listenInterface": LOOPBACK,
             "storePathRootDir": os.path.join(root, "store"),
             "namesrvAddr": namesrv_addr,
+            **TEST_STORE_PROPERTIES,
         }
         props.update(broker_properties)
         broker_config, store_config = configs_from_properties(props, "rmq.testing")

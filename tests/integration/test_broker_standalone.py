@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from rmq.broker.service import BrokerService
@@ -54,8 +55,14 @@ def _pull(topic: str) -> RemotingCommand:
 class StandaloneTests(TestCase):
     async def test_standalone_serves_and_stops(self) -> None:
         """rmq-standalone on ephemeral ports registers its broker and stores on disk."""
+        # Small commit-log files: the 1 GiB default would be preallocated in the test's temp dir.
+        conf = FilePath(self.mktemp())
+        conf.setContent(b"mappedFileSizeCommitLog=16777216\n")
         options = Options()
-        options.parseOptions(["--data", self.mktemp(), "--namesrv-port", "0", "--broker-port", "0"])
+        options.parseOptions(
+            ["--data", self.mktemp(), "--namesrv-port", "0", "--broker-port", "0"]
+            + ["-c", conf.path]
+        )
         top = build_standalone_service(reactor, options)
         top.startService()
         stopped: list[Deferred[None]] = []

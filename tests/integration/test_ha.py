@@ -26,6 +26,7 @@ from rmq.remoting.command import RemotingCommand, new_request
 from rmq.store.filestore import FileMessageStore
 from rmq.store.interfaces import IMessageStore
 from rmq.store.memory import MemoryMessageStore
+from rmq.testing import TEST_STORE_PROPERTIES
 
 LOOPBACK = "127.0.0.1"
 
@@ -99,6 +100,7 @@ class ReplicationTests(TestCase):
             "namesrvAddr": namesrv,
             "brokerRole": role,
             "brokerId": "1" if role == "SLAVE" else "0",
+            **TEST_STORE_PROPERTIES,
             **props,
         }
         config, store_config = configs_from_properties(properties, "test")
