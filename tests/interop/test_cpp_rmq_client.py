@@ -6,6 +6,7 @@ compressed one each way), keys, tags and user properties arrive intact.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -72,6 +73,10 @@ class RmqClientInteropTests(TestCase):
         self.assertEqual(set(by_key), {spec["keys"] for spec in specs})
         for spec in specs:
             check_delivery(self, spec, by_key[spec["keys"]], topic)
+        # Exactly once: nothing arrives again before the consumer has stopped.
+        self.assertEqual(await consumer.stop(grace=30), 0)
+        counts = Counter(ev["keys"] for ev in consumer.of_kind("received"))
+        self.assertEqual([key for key, n in counts.items() if n > 1], [])
 
     async def test_cpp_producer_to_rmq_push_consumer(self) -> None:
         """Messages sent by the C++ producer reach rmq's PushConsumer with everything intact."""
