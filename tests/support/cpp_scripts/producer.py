@@ -99,6 +99,8 @@ def main() -> None:
                 if NO_ROUTE in error and attempt < retries:
                     # Nothing was written: the client failed before sending (see module doc).
                     cppcommon.emit("send_retry", i=i, error=error, rt_ms=rt_ms)
+                    # A child process's backoff around a C++ client lock timeout, not test
+                    # synchronization: the test itself waits on this script's events.
                     time.sleep(0.2)
                     continue
                 failed += 1
