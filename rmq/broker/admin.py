@@ -31,7 +31,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.usage import UsageError
 
-from rmq.broker.admin_ops import install_admin_ops
+from rmq.broker.admin_ops import install_admin_ops, mq_key, offset_wrapper
 from rmq.broker.clients import ConsumerManager, ProducerManager
 from rmq.broker.codetable import CodeTableProcessor
 from rmq.broker.config import BrokerConfig
@@ -97,11 +97,6 @@ LIVE_CONFIG_KEYS = frozenset(
         "registerBrokerTimeoutMills",
     }
 )
-
-
-def _mq_key(topic: str, broker_name: str, queue_id: int) -> fastjson.ObjectKey:
-    """A MessageQueue map key as fastjson writes it (``{"brokerName":…,"queueId":…,"topic":…}``)."""
-    return fastjson.ObjectKey.of(brokerName=broker_name, queueId=queue_id, topic=topic)
 
 
 def _connection_json(info: Any) -> dict[str, Any]:
@@ -222,7 +217,7 @@ class TopicAdminProcessor(CodeTableProcessor):
             last = 0
             if max_offset > 0:
                 last = await self.store.get_message_store_timestamp(topic, qid, max_offset - 1)
-            table[_mq_key(topic, self.identity.broker_name, qid)] = {
+            table[mq_key(topic, self.identity.broker_name, qid)] = {
                 "lastUpdateTimestamp": last,
                 "maxOffset": max_offset,
                 "minOffset": min_offset,
@@ -396,18 +391,9 @@ class GroupAdminProcessor(CodeTableProcessor):
             if online is not None and online.subscriptions and topic not in online.subscriptions:
                 continue  # the live group no longer subscribes to it (as Java skips it)
             for qid in range(config.read_queue_nums):
-                broker_offset = max(0, self.store.get_max_offset_in_queue(topic, qid))
-                consumer_offset = max(0, self.offsets.query_offset(group, topic, qid))
-                last = 0
-                if consumer_offset > 0:
-                    last = await self.store.get_message_store_timestamp(
-                        topic, qid, consumer_offset - 1
-                    )
-                table[_mq_key(topic, self.identity.broker_name, qid)] = {
-                    "brokerOffset": broker_offset,
-                    "consumerOffset": consumer_offset,
-                    "lastTimestamp": max(0, last),
-                }
+                table[mq_key(topic, self.identity.broker_name, qid)] = await offset_wrapper(
+                    self.store, self.offsets, group, topic, qid
+                )
         body = {"consumeTps": self.stats.group_tps(group), "offsetTable": table}
         return new_response(request, body=fastjson.dumps(body))
 
@@ -484,7 +470,7 @@ class GroupAdminProcessor(CodeTableProcessor):
                 )
         broker = self.identity.broker_name
         java_body = fastjson.dumps(
-            {"offsetTable": {_mq_key(topic, broker, q): o for q, o in targets.items()}}
+            {"offsetTable": {mq_key(topic, broker, q): o for q, o in targets.items()}}
         )
         for channel in list(info.channels.values()):
             if channel.language == "CPP":

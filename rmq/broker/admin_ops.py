@@ -88,8 +88,27 @@ def _mq(topic: str, broker_name: str, queue_id: int) -> dict[str, Any]:
     return {"brokerName": broker_name, "queueId": queue_id, "topic": topic}
 
 
-def _mq_key(topic: str, broker_name: str, queue_id: int) -> fastjson.ObjectKey:
+def mq_key(topic: str, broker_name: str, queue_id: int) -> fastjson.ObjectKey:
+    """A MessageQueue map key as fastjson writes it (``{"brokerName":…,"queueId":…,"topic":…}``)."""
     return fastjson.ObjectKey.of(brokerName=broker_name, queueId=queue_id, topic=topic)
+
+
+async def offset_wrapper(
+    store: IMessageStore, offsets: ConsumerOffsetManager, group: str, topic: str, queue_id: int
+) -> dict[str, int]:
+    """One queue's Java ``OffsetWrapper`` for ``group``: brokerOffset, consumerOffset (both at
+    least 0) and lastTimestamp (store time of the last consumed message, 0 when none).
+    """
+    broker_offset = max(0, store.get_max_offset_in_queue(topic, queue_id))
+    consumer_offset = max(0, offsets.query_offset(group, topic, queue_id))
+    last = 0
+    if consumer_offset > 0:
+        last = await store.get_message_store_timestamp(topic, queue_id, consumer_offset - 1)
+    return {
+        "brokerOffset": broker_offset,
+        "consumerOffset": consumer_offset,
+        "lastTimestamp": max(0, last),
+    }
 
 
 def java_time_text(ms: int) -> str:
@@ -362,21 +381,9 @@ class ConsumeAdminProcessor(CodeTableProcessor):
                     continue
                 table: dict[Any, Any] = {}
                 for qid in range(config.write_queue_nums):
-                    broker_offset = max(0, self.store.get_max_offset_in_queue(topic, qid))
-                    consumer_offset = max(0, self.offsets.query_offset(group, topic, qid))
-                    entry = {
-                        "brokerOffset": broker_offset,
-                        "consumerOffset": consumer_offset,
-                        "lastTimestamp": 0,
-                    }
-                    if consumer_offset > 0:
-                        last = await self.store.get_message_store_timestamp(
-                            topic, qid, consumer_offset - 1
-                        )
-                        if last > 0:
-                            entry["lastTimestamp"] = last
-                    total_diff += broker_offset - consumer_offset
-                    table[_mq_key(topic, broker, qid)] = entry
+                    entry = await offset_wrapper(self.store, self.offsets, group, topic, qid)
+                    total_diff += entry["brokerOffset"] - entry["consumerOffset"]
+                    table[mq_key(topic, broker, qid)] = entry
                 tps = self.sampler.minute_tps(GROUP_GET_NUMS, f"{topic}@{group}")
                 group_stats.append({"consumeTps": tps, "offsetTable": table})
             stats_list.append({group: group_stats})
@@ -653,5 +660,7 @@ __all__ = [
     "StoreAdminProcessor",
     "install_admin_ops",
     "java_time_text",
+    "mq_key",
+    "offset_wrapper",
     "system_topics",
 ]
