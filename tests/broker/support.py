@@ -1,14 +1,20 @@
-"""Fakes shared by the broker tests: a recording connection and a recording NameServer client."""
+"""Fakes shared by the broker tests: a recording connection, a recording NameServer client, and a
+base test case running a broker over a memory store."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from rmq.broker.config import BrokerConfig
+from rmq.broker.service import Broker, build_broker
 from rmq.remoting.command import RemotingCommand, new_response
 from rmq.remoting.interfaces import IRemotingConnection
+from rmq.store.memory import MemoryMessageStore
 
 
 @implementer(IRemotingConnection)
@@ -82,3 +88,34 @@ class FakeNameServerClient:
     def codes(self) -> list[int]:
         """Codes of the recorded requests in order."""
         return [c.code for _, c in self.requests]
+
+
+class MemoryBrokerTestCase(SynchronousTestCase):
+    """Base for tests that drive a whole broker over a MemoryMessageStore on a Clock.
+
+    :meth:`start_broker` builds it (arrival listener wired, as the broker service does);
+    :meth:`answer` dispatches a request from ``self.conn`` and returns the response.
+    """
+
+    clock: Clock
+    store: MemoryMessageStore
+    broker: Broker
+    conn: FakeConnection
+
+    def start_broker(
+        self, config: BrokerConfig, now_s: float, remote_address: str = "127.0.0.1:50000"
+    ) -> None:
+        """Build the broker with the clock at ``now_s`` seconds and a fresh FakeConnection."""
+        self.clock = Clock()
+        self.clock.advance(now_s)
+        self.store = MemoryMessageStore(self.clock)
+        self.successResultOf(self.store.start())
+        self.broker = build_broker(config, self.clock, self.store, FakeNameServerClient())
+        self.store.add_arrival_listener(self.broker.hold.on_arrival)
+        self.conn = FakeConnection(remote_address)
+
+    def answer(self, request: RemotingCommand) -> RemotingCommand:
+        """Dispatch ``request`` from ``self.conn``; the broker must answer at once."""
+        response = self.successResultOf(self.broker.dispatcher.dispatch(self.conn, request))
+        assert response is not None
+        return response

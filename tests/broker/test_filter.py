@@ -26,7 +26,7 @@ from rmq.remoting.command import RemotingCommand, new_request
 from rmq.remoting.interfaces import IRequestProcessor
 from rmq.store.interfaces import GetMessageResult, GetMessageStatus
 from rmq.store.memory import MemoryMessageStore
-from tests.broker.support import FakeConnection, FakeNameServerClient
+from tests.broker.support import FakeNameServerClient, MemoryBrokerTestCase
 from tests.support.vectors import require_vectors
 
 NOW_MS = 1_800_000_000_000
@@ -213,25 +213,12 @@ def pull(
     )
 
 
-class BrokerFilterTests(SynchronousTestCase):
+class BrokerFilterTests(MemoryBrokerTestCase):
     def build(self, enabled: bool) -> None:
-        self.clock = Clock()
-        self.clock.advance(NOW_MS / 1000)
-        self.store = MemoryMessageStore(self.clock)
-        self.successResultOf(self.store.start())
-        self.broker = build_broker(
+        self.start_broker(
             BrokerConfig(store_path_root_dir=self.mktemp(), enable_property_filter=enabled),
-            self.clock,
-            self.store,
-            FakeNameServerClient(),
+            NOW_MS / 1000,
         )
-        self.store.add_arrival_listener(self.broker.hold.on_arrival)
-        self.conn = FakeConnection()
-
-    def answer(self, request: RemotingCommand) -> RemotingCommand:
-        response = self.successResultOf(self.broker.dispatcher.dispatch(self.conn, request))
-        assert response is not None
-        return response
 
     def put(self, props: dict[str, str]) -> None:
         text = "\x02".join(f"{k}\x01{v}" for k, v in props.items())

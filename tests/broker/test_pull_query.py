@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
-
 from rmq.broker.config import BrokerConfig
 from rmq.broker.consumer_manage import ConsumerOffsetProcessor
 from rmq.broker.service import build_broker
@@ -13,8 +10,7 @@ from rmq.common import fastjson
 from rmq.common.message import decode_messages
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request
-from rmq.store.memory import MemoryMessageStore
-from tests.broker.support import FakeConnection, FakeNameServerClient
+from tests.broker.support import FakeConnection, FakeNameServerClient, MemoryBrokerTestCase
 
 
 def pull(offset: int, sys_flag: int = 4, expr: str = "*", **extra: object) -> RemotingCommand:
@@ -34,25 +30,9 @@ def pull(offset: int, sys_flag: int = 4, expr: str = "*", **extra: object) -> Re
     return new_request(RequestCode.PULL_MESSAGE, fields)
 
 
-class ProcessorTests(SynchronousTestCase):
+class ProcessorTests(MemoryBrokerTestCase):
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1_800_000_000)
-        self.store = MemoryMessageStore(self.clock)
-        self.successResultOf(self.store.start())
-        self.broker = build_broker(
-            BrokerConfig(store_path_root_dir=self.mktemp()),
-            self.clock,
-            self.store,
-            FakeNameServerClient(),
-        )
-        self.store.add_arrival_listener(self.broker.hold.on_arrival)
-        self.conn = FakeConnection()
-
-    def answer(self, request: RemotingCommand) -> RemotingCommand:
-        response = self.successResultOf(self.broker.dispatcher.dispatch(self.conn, request))
-        assert response is not None
-        return response
+        self.start_broker(BrokerConfig(store_path_root_dir=self.mktemp()), 1_800_000_000)
 
     def put(self, n: int, tags: str = "a", keys: str = "") -> None:
         props = f"TAGS\x01{tags}" + (f"\x02KEYS\x01{keys}" if keys else "")

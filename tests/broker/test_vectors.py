@@ -10,18 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
-
 from rmq.broker.clients import build_subscription
 from rmq.broker.config import BrokerConfig
-from rmq.broker.service import Broker, build_broker
 from rmq.common import fastjson
 from rmq.common.message import decode_messages
 from rmq.remoting.codec import decode
 from rmq.remoting.command import RemotingCommand
-from rmq.store.memory import MemoryMessageStore
-from tests.broker.support import FakeConnection, FakeNameServerClient
+from tests.broker.support import FakeConnection, MemoryBrokerTestCase
 from tests.support.vectors import load_frame
 
 CAPTURE_MS = 1795295100000
@@ -32,18 +27,12 @@ def frame(name: str) -> RemotingCommand:
     return decode(load_frame(name)[4:])
 
 
-class VectorReplayTests(SynchronousTestCase):
+class VectorReplayTests(MemoryBrokerTestCase):
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(CAPTURE_MS / 1000)
         config = BrokerConfig(
             listen_port=40911, broker_ip1="127.0.0.1", store_path_root_dir=self.mktemp()
         )
-        self.store = MemoryMessageStore(self.clock)
-        self.successResultOf(self.store.start())
-        self.broker: Broker = build_broker(config, self.clock, self.store, FakeNameServerClient())
-        self.store.add_arrival_listener(self.broker.hold.on_arrival)
-        self.conn = FakeConnection("127.0.0.1:56884")
+        self.start_broker(config, CAPTURE_MS / 1000, "127.0.0.1:56884")
 
     def replay(self, name: str, conn: FakeConnection | None = None) -> RemotingCommand | None:
         """Dispatch the request vector ``name`` and return our response (None = none sent)."""
