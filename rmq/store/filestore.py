@@ -67,11 +67,11 @@ from rmq.store.replica import append_raw, dispatchable, read_raw
 from rmq.store.rules import (
     MAX_FILTER_UNITS,
     SCHEDULE_TOPIC,
+    begin_get,
     dispatch_tags_code,
     goes_to_consume_queue,
     index_keys,
     key_matches,
-    offset_status,
     prepare,
     search_by_time,
 )
@@ -933,12 +933,9 @@ class FileMessageStore:
         if cq is None:
             return GetMessageResult(GetMessageStatus.NO_MATCHED_LOGIC_QUEUE, 0, 0, 0)
         min_offset, max_offset = cq.min_offset, cq.max_offset
-        early = offset_status(offset, min_offset, max_offset)
-        if early is not None:
-            return GetMessageResult(early[0], early[1], min_offset, max_offset)
-        result = GetMessageResult(
-            GetMessageStatus.NO_MATCHED_MESSAGE, offset, min_offset, max_offset
-        )
+        result, final = begin_get(offset, min_offset, max_offset)
+        if final:
+            return result
         msgs = result.messages
         qoffs = result.queue_offsets
         codes = result.tags_codes

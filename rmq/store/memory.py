@@ -38,11 +38,11 @@ from rmq.store.replica import CORRUPT, NEED_MORE, ReplicaRecord, next_record
 from rmq.store.rules import (
     MAX_FILTER_UNITS,
     SCHEDULE_TOPIC,
+    begin_get,
     dispatch_tags_code,
     goes_to_consume_queue,
     index_keys,
     key_matches,
-    offset_status,
     prepare,
     search_by_time,
 )
@@ -165,12 +165,9 @@ class MemoryMessageStore:
             return succeed(GetMessageResult(GetMessageStatus.NO_MATCHED_LOGIC_QUEUE, 0, 0, 0))
         max_offset = len(units[0])
         min_offset = 0
-        early = offset_status(offset, min_offset, max_offset)
-        if early is not None:
-            return succeed(GetMessageResult(early[0], early[1], min_offset, max_offset))
-        result = GetMessageResult(
-            GetMessageStatus.NO_MATCHED_MESSAGE, offset, min_offset, max_offset
-        )
+        result, final = begin_get(offset, min_offset, max_offset)
+        if final:
+            return succeed(result)
         limit_bytes = self._config.max_transfer_bytes_on_message_in_memory
         total = 0
         i = offset

@@ -18,7 +18,12 @@ from rmq.common.message import (
     properties_to_string,
     string_to_properties,
 )
-from rmq.store.interfaces import GetMessageStatus, PutMessageResult, PutMessageStatus
+from rmq.store.interfaces import (
+    GetMessageResult,
+    GetMessageStatus,
+    PutMessageResult,
+    PutMessageStatus,
+)
 
 SCHEDULE_TOPIC = "SCHEDULE_TOPIC_XXXX"
 
@@ -99,6 +104,22 @@ def offset_status(
     if offset > max_offset:
         return GetMessageStatus.OFFSET_OVERFLOW_BADLY, min_offset if min_offset == 0 else max_offset
     return None
+
+
+def begin_get(offset: int, min_offset: int, max_offset: int) -> tuple[GetMessageResult, bool]:
+    """The result a ``get_messages`` read starts from, and whether it is already the answer.
+
+    For an offset outside [min, max) that is Java ``getMessage``'s status (see
+    :func:`offset_status`), final; otherwise an empty NO_MATCHED_MESSAGE result at ``offset``
+    for the store to fill while it reads units.
+    """
+    early = offset_status(offset, min_offset, max_offset)
+    if early is not None:
+        return GetMessageResult(early[0], early[1], min_offset, max_offset), True
+    return (
+        GetMessageResult(GetMessageStatus.NO_MATCHED_MESSAGE, offset, min_offset, max_offset),
+        False,
+    )
 
 
 def search_by_time(
