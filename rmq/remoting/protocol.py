@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IAddress, IReactorTime, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.internet.tcp import Connection
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -348,22 +348,34 @@ class RemotingProtocol(Protocol):
         else:
             self.transport.write(encode(cmd))
 
-    def _send_response(self, response: RemotingCommand) -> None:
+    def _write_or_log(
+        self, command: RemotingCommand, what: str, drop_level: LogLevel, **fields: object
+    ) -> HeaderError | None:
+        """Write ``command``, or drop it (logged at ``drop_level``) when the connection is closed.
+
+        ``what`` names the command in the log templates (it may hold ``{field}``s of
+        ``fields``). Returns the HeaderError, logged, when the command cannot be encoded.
+        """
         if not self.connected_ok:
-            self.log.info(
-                "Dropping response to opaque {opaque}: connection to {peer} is closed",
-                opaque=response.opaque,
+            self.log.emit(
+                drop_level,
+                "Dropping " + what + ": connection to {peer} is closed",
                 peer=self.remote_address,
+                **fields,
             )
-            return
+            return None
         try:
-            self._write(response)
+            self._write(command)
         except HeaderError as e:
-            self.log.error(
-                "Cannot encode the response to opaque {opaque}: {reason}",
-                opaque=response.opaque,
-                reason=e.remark,
-            )
+            self.log.error("Cannot encode " + what + ": {reason}", reason=e.remark, **fields)
+            return e
+        return None
+
+    def _send_response(self, response: RemotingCommand) -> None:
+        e = self._write_or_log(
+            response, "the response to opaque {opaque}", LogLevel.info, opaque=response.opaque
+        )
+        if e is not None:
             self._write(
                 RemotingCommand(
                     code=ResponseCode.SYSTEM_ERROR,
@@ -415,21 +427,7 @@ class RemotingProtocol(Protocol):
     def send_oneway(self, command: RemotingCommand) -> None:
         """Send a request with the ONEWAY flag; dropped with a warning if the connection closed."""
         command.flag = (command.flag | FLAG_ONEWAY) & ~FLAG_RESPONSE
-        if not self.connected_ok:
-            self.log.warn(
-                "Dropping oneway request code {code}: connection to {peer} is closed",
-                code=command.code,
-                peer=self.remote_address,
-            )
-            return
-        try:
-            self._write(command)
-        except HeaderError as e:
-            self.log.error(
-                "Cannot encode oneway request code {code}: {reason}",
-                code=command.code,
-                reason=e.remark,
-            )
+        self._write_or_log(command, "oneway request code {code}", LogLevel.warn, code=command.code)
 
     @property
     def pending_count(self) -> int:
