@@ -12,7 +12,8 @@ from zope.interface import implementer
 
 from rmq.broker.config import BrokerConfig
 from rmq.broker.service import Broker, build_broker
-from rmq.remoting.command import RemotingCommand, new_response
+from rmq.remoting.codes import RequestCode
+from rmq.remoting.command import RemotingCommand, new_request, new_response
 from rmq.remoting.interfaces import IRemotingConnection
 from rmq.store.memory import MemoryMessageStore
 
@@ -88,6 +89,27 @@ class FakeNameServerClient:
     def codes(self) -> list[int]:
         """Codes of the recorded requests in order."""
         return [c.code for _, c in self.requests]
+
+
+def pull_request(
+    offset: int, sys_flag: int = 4, expr: str = "*", **extra: object
+) -> RemotingCommand:
+    """A PULL_MESSAGE request of group G on topic T queue 0 (32 messages, 15 s suspend,
+    subVersion 0); ``extra`` header fields are added or replace these."""
+    fields: dict[str, object] = {
+        "consumerGroup": "G",
+        "topic": "T",
+        "queueId": 0,
+        "queueOffset": offset,
+        "maxMsgNums": 32,
+        "sysFlag": sys_flag,
+        "commitOffset": 0,
+        "suspendTimeoutMillis": 15000,
+        "subscription": expr,
+        "subVersion": 0,
+    }
+    fields.update(extra)
+    return new_request(RequestCode.PULL_MESSAGE, fields)
 
 
 class MemoryBrokerTestCase(SynchronousTestCase):

@@ -26,7 +26,7 @@ from rmq.remoting.command import RemotingCommand, new_request
 from rmq.remoting.interfaces import IRequestProcessor
 from rmq.store.interfaces import GetMessageResult, GetMessageStatus
 from rmq.store.memory import MemoryMessageStore
-from tests.broker.support import FakeNameServerClient, MemoryBrokerTestCase
+from tests.broker.support import FakeNameServerClient, MemoryBrokerTestCase, pull_request
 from tests.support.vectors import require_vectors
 
 NOW_MS = 1_800_000_000_000
@@ -194,23 +194,8 @@ def _record_result(
 def pull(
     offset: int, sys_flag: int = 4, expr: str = "*", etype: str = "SQL92", sub_version: int = 0
 ) -> RemotingCommand:
-    """A PULL_MESSAGE request of group G on T queue 0."""
-    return new_request(
-        RequestCode.PULL_MESSAGE,
-        {
-            "consumerGroup": "G",
-            "topic": "T",
-            "queueId": 0,
-            "queueOffset": offset,
-            "maxMsgNums": 32,
-            "sysFlag": sys_flag,
-            "commitOffset": 0,
-            "suspendTimeoutMillis": 15000,
-            "subscription": expr,
-            "subVersion": sub_version,
-            "expressionType": etype,
-        },
-    )
+    """A PULL_MESSAGE request of group G on T queue 0 with an expression type."""
+    return pull_request(offset, sys_flag, expr, subVersion=sub_version, expressionType=etype)
 
 
 class BrokerFilterTests(MemoryBrokerTestCase):

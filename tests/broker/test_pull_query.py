@@ -11,23 +11,7 @@ from rmq.common.message import decode_messages
 from rmq.remoting.codes import RequestCode, ResponseCode
 from rmq.remoting.command import RemotingCommand, new_request
 from tests.broker.support import FakeConnection, FakeNameServerClient, MemoryBrokerTestCase
-
-
-def pull(offset: int, sys_flag: int = 4, expr: str = "*", **extra: object) -> RemotingCommand:
-    fields: dict[str, object] = {
-        "consumerGroup": "G",
-        "topic": "T",
-        "queueId": 0,
-        "queueOffset": offset,
-        "maxMsgNums": 32,
-        "sysFlag": sys_flag,
-        "commitOffset": 0,
-        "suspendTimeoutMillis": 15000,
-        "subscription": expr,
-        "subVersion": 0,
-    }
-    fields.update(extra)
-    return new_request(RequestCode.PULL_MESSAGE, fields)
+from tests.broker.support import pull_request as pull
 
 
 class ProcessorTests(MemoryBrokerTestCase):
