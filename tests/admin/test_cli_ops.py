@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.trial.unittest import TestCase
 
-from rmq.admin.cli import run
 from rmq.broker.topic import TRANS_HALF_TOPIC
 from rmq.client import (
     CONSUME_SUCCESS,
@@ -19,34 +16,10 @@ from rmq.client import (
     PushConsumer,
     new_message,
 )
-from rmq.common.asyncutil import global_reactor
-from rmq.testing import LocalCluster, start_local_cluster
-from tests.admin.test_cli import Result
+from tests.admin.support import AdminCliCase
 
 
-class OpsCliTests(TestCase):
-    timeout = 60
-
-    async def start(self) -> LocalCluster:
-        self.reactor = global_reactor()
-        cluster = await start_local_cluster(self.reactor)
-        self.addCleanup(cluster.stop)
-        self.cluster = cluster
-        return cluster
-
-    async def admin(self, *argv: str) -> Result:
-        """Run ``rmq-admin argv -n <cluster>``."""
-        out, err = io.StringIO(), io.StringIO()
-        status = await run(self.reactor, [*argv, "-n", self.cluster.namesrv_addr], out, err, {})
-        return Result(status, out.getvalue(), err.getvalue())
-
-    async def ok(self, *argv: str) -> str:
-        """Run a command that must succeed; its output."""
-        result = await self.admin(*argv)
-        self.assertEqual(result.status, 0, result.err)
-        self.assertEqual(result.err, "")
-        return result.out
-
+class OpsCliTests(AdminCliCase):
     async def topic(self, name: str, queues: int = 2) -> None:
         """Create ``name`` with ``queues`` queues and publish the route."""
         q = str(queues)
